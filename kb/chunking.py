@@ -1,0 +1,176 @@
+"""Guide -> one Chunk per heading section (id "slug#anchor"); long sections split by paragraph."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from kb.content import Guide
+from kb.render import Rendered
+
+MAX_CHARS = 1200
+HEADING_RE = re.compile(r"^(#{2,6})[ \t]+(.+?)[ \t#]*$")
+FENCE_RE = re.compile(r"^(```|~~~)")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One searchable passage: a heading section (or part of one) of a guide."""
+
+    id: str
+    slug: str
+    title: str
+    category: str
+    tags: tuple[str, ...]
+    anchor: str
+    heading: str
+    heading_path: tuple[str, ...]
+    text: str
+    position: int
+
+    @property
+    def url(self) -> str:
+        return f"/guides/{self.slug}#{self.anchor}" if self.anchor else f"/guides/{self.slug}"
+
+    @property
+    def embed_text(self) -> str:
+        """What the encoder sees: guide title and heading path give the passage its context."""
+        path = " > ".join((self.title, *self.heading_path))
+        return f"{path}\n{self.text}"
+
+    @property
+    def text_hash(self) -> str:
+        return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "title": self.title,
+            "category": self.category,
+            "tags": list(self.tags),
+            "anchor": self.anchor,
+            "heading": self.heading,
+            "heading_path": list(self.heading_path),
+            "text": self.text,
+            "position": self.position,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Chunk:
+        return cls(
+            d["id"],
+            d["slug"],
+            d["title"],
+            d["category"],
+            tuple(d["tags"]),
+            d["anchor"],
+            d["heading"],
+            tuple(d["heading_path"]),
+            d["text"],
+            d["position"],
+        )
+
+
+_INLINE = [
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),
+    (re.compile(r"<[^>]+>"), " "),
+    (re.compile(r"(\*\*|__|\*|_|`)"), ""),
+    (re.compile(r"^\s*!!!\s*\w+\s*(\"([^\"]*)\")?\s*$", re.M), r"\2"),
+    (re.compile(r"^\s*[-*+]\s+", re.M), "- "),
+    (re.compile(r"^\s*>\s?", re.M), ""),
+    (re.compile(r"^\|?[\s:|-]+\|[\s:|-]*$", re.M), ""),
+    (re.compile(r"\[\^[^\]]+\]:?"), ""),
+]
+
+
+def plain_text(markdown_text: str) -> str:
+    """Markdown source -> readable plain text for indexing and snippets."""
+    text = markdown_text
+    for pattern, repl in _INLINE:
+        text = pattern.sub(repl, text)
+    text = text.replace("|", " ")
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _sections(body: str) -> list[tuple[int, str, list[str]]]:
+    """Split markdown into (level, heading text, lines); level 0 is the intro before any heading."""
+    sections: list[tuple[int, str, list[str]]] = [(0, "", [])]
+    in_fence = False
+    for line in body.splitlines():
+        if FENCE_RE.match(line.strip()):
+            in_fence = not in_fence
+        m = None if in_fence else HEADING_RE.match(line)
+        if m:
+            sections.append((len(m.group(1)), m.group(2).strip(), []))
+        else:
+            sections[-1][2].append(line)
+    return sections
+
+
+def _split(text: str, max_chars: int) -> list[str]:
+    if len(text) <= max_chars:
+        return [text]
+    parts: list[str] = []
+    current = ""
+    for para in re.split(r"\n\s*\n", text):
+        while len(para) > max_chars:  # a single huge paragraph: cut at a sentence or space
+            cut = max(para.rfind(". ", 0, max_chars), para.rfind(" ", 0, max_chars))
+            cut = cut + 1 if cut > max_chars // 2 else max_chars
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(para[:cut].strip())
+            para = para[cut:].strip()
+        if current and len(current) + len(para) + 2 > max_chars:
+            parts.append(current)
+            current = para
+        else:
+            current = f"{current}\n\n{para}" if current else para
+    if current:
+        parts.append(current)
+    return [p for p in parts if p.strip()]
+
+
+def chunk_guide(guide: Guide, rendered: Rendered, max_chars: int = MAX_CHARS) -> list[Chunk]:
+    """Chunk a guide by heading; anchors come from the rendered HTML so links always resolve."""
+    sections = _sections(guide.body)
+    anchors = list(rendered.headings)
+    chunks: list[Chunk] = []
+    path: list[tuple[int, str]] = []
+    heading_index = 0
+    for level, heading, lines in sections:
+        if level:
+            anchor = anchors[heading_index][1] if heading_index < len(anchors) else ""
+            heading_index += 1
+            path = [p for p in path if p[0] < level] + [(level, heading)]
+            heading_text = plain_text(heading)
+        else:
+            anchor = ""
+            heading_text = ""
+        text = plain_text("\n".join(lines))
+        if level == 0:
+            text = f"{guide.summary}\n\n{text}".strip()
+        if not text:
+            continue
+        for part_no, part in enumerate(_split(text, max_chars)):
+            base = f"{guide.slug}#{anchor}"
+            chunks.append(
+                Chunk(
+                    id=base if part_no == 0 else f"{base}~{part_no + 1}",
+                    slug=guide.slug,
+                    title=guide.title,
+                    category=guide.category,
+                    tags=guide.tags,
+                    anchor=anchor,
+                    heading=heading_text,
+                    heading_path=tuple(plain_text(h) for _, h in path) if level else (),
+                    text=part,
+                    position=len(chunks),
+                )
+            )
+    return chunks

@@ -1,0 +1,519 @@
+"""Searcher: query parsing, acronym expansion, keyword + semantic retrieval, fusion, filters, snippets."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kb.build import BUILD_COMMAND, current_path, read_chunks, read_manifest
+from kb.chunking import Chunk
+from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
+from kb.glossary import Glossary, Term
+from kb.keyword_index import KeywordIndex, KeywordQuery, analyse
+from kb.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "keyword", "semantic")
+RRF_K = 60
+POOL = 50
+EXPANSION_BOOST = 0.6
+# Below this cosine similarity a semantic-only hit is a guess, not an answer.
+WEAK_SEMANTIC = 0.30
+HEADING_WEIGHT = 1.0 / (RRF_K + 1)
+WORD_RE = re.compile(r"[\w][\w'’-]*", re.UNICODE)
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
+    """Fuse ranked id lists: score(d) = sum_i w_i / (k + rank_i(d)), ranks starting at 1.
+
+    Pure function; ties keep the order in which ids were first seen.
+
+    Args:
+        rankings: One ranked list of ids per retriever, best first.
+        k: Damping constant (60 in the original paper).
+        weights: Optional weight per retriever (default 1 each).
+
+    Returns:
+        [(id, fused score)] best first.
+    """
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError("one weight per ranking")
+    scores: dict[str, float] = {}
+    for ranking, w in zip(rankings, weights, strict=True):
+        for rank, doc in enumerate(ranking, 1):
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    order = {doc: i for i, doc in enumerate(scores)}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    raw: str
+    words: tuple[str, ...]
+    phrases: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join((*self.phrases, *self.words))
+
+
+def parse_query(raw: str) -> ParsedQuery:
+    """Split a query into "quoted phrases" and loose words; everything else is plain text."""
+    text = re.sub(r"[\x00-\x1f\x7f]", " ", raw)
+    phrases = tuple(p.strip() for p in re.findall(r'"([^"]+)"', text) if p.strip())
+    rest = re.sub(r'"[^"]*"', " ", text).replace('"', " ")
+    words = tuple(WORD_RE.findall(rest))
+    return ParsedQuery(raw, words, phrases)
+
+
+def normalise_query(raw: str) -> str:
+    """Lowercase, single-spaced form used for caching and analytics."""
+    return re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f]", " ", raw)).strip().lower()
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    slug: str
+    title: str
+    category: str
+    heading: str
+    anchor: str
+    url: str
+    snippet: str
+    score: float
+    keyword_rank: int | None
+    semantic_rank: int | None
+    semantic_score: float | None
+    weak: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "title": self.title,
+            "category": self.category,
+            "heading": self.heading,
+            "anchor": self.anchor,
+            "url": self.url,
+            "snippet": self.snippet,
+            "score": round(self.score, 6),
+            "keyword_rank": self.keyword_rank,
+            "semantic_rank": self.semantic_rank,
+            "semantic_score": None if self.semantic_score is None else round(self.semantic_score, 4),
+            "weak": self.weak,
+        }
+
+
+@dataclass(frozen=True)
+class GuideGroup:
+    slug: str
+    title: str
+    category: str
+    url: str
+    hits: tuple[Hit, ...]
+
+    def as_dict(self) -> dict:
+        return {"slug": self.slug, "title": self.title, "category": self.category, "url": self.url, "sections": [h.as_dict() for h in self.hits]}
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    query: str
+    mode: str
+    hits: tuple[Hit, ...]
+    groups: tuple[GuideGroup, ...]
+    generation: str
+    took_ms: float
+    confident: bool
+    did_you_mean: str | None = None
+    corrected: bool = False
+    expansions: tuple[str, ...] = ()
+    filters: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": True,
+            "query": self.query,
+            "mode": self.mode,
+            "filters": self.filters,
+            "total": len(self.hits),
+            "confident": self.confident,
+            "did_you_mean": self.did_you_mean,
+            "corrected": self.corrected,
+            "expansions": list(self.expansions),
+            "generation": self.generation,
+            "took_ms": round(self.took_ms, 2),
+            "hits": [h.as_dict() for h in self.hits],
+            "groups": [g.as_dict() for g in self.groups],
+        }
+
+
+def group_hits(hits: Sequence[Hit], per_guide: int = 3, limit: int | None = None) -> tuple[GuideGroup, ...]:
+    """Group hits by guide in order of each guide's best hit, keeping up to `per_guide` sections."""
+    groups: dict[str, list[Hit]] = {}
+    for h in hits:
+        bucket = groups.setdefault(h.slug, [])
+        if len(bucket) < per_guide and all(b.anchor != h.anchor for b in bucket):
+            bucket.append(h)
+    out = tuple(GuideGroup(s, hs[0].title, hs[0].category, f"/guides/{s}", tuple(hs)) for s, hs in groups.items())
+    return out[:limit] if limit else out
+
+
+def make_snippet(text: str, terms: Sequence[str], width: int = 220) -> str:
+    """An HTML-escaped window of `text` around the densest query terms, terms in <mark>."""
+    stems = {t for t in terms if t}
+    tokens = list(re.finditer(r"\w+", text))
+    if not tokens:
+        return html.escape(text[:width])
+    matched = [m for m in tokens if analyse(m.group(0)) and analyse(m.group(0))[0] in stems]
+    start = 0
+    if matched:
+        best, best_count = matched[0].start(), 0
+        for m in matched:
+            count = sum(1 for o in matched if m.start() <= o.start() < m.start() + width)
+            if count > best_count:
+                best, best_count = m.start(), count
+        start = max(0, best - width // 4)
+        space = text.rfind(" ", 0, start)
+        start = space + 1 if start and space >= 0 else start
+    end = min(len(text), start + width)
+    if end < len(text):
+        space = text.rfind(" ", start, end)
+        end = space if space > start else end
+    out, pos = [], start
+    for m in matched:
+        if m.start() < start or m.end() > end:
+            continue
+        out.append(html.escape(text[pos : m.start()]))
+        out.append(f"<mark>{html.escape(m.group(0))}</mark>")
+        pos = m.end()
+    out.append(html.escape(text[pos:end]))
+    snippet = "".join(out).replace("\n", " ")
+    return ("… " if start > 0 else "") + snippet + (" …" if end < len(text) else "")
+
+
+class Generation:
+    """One loaded, immutable index generation. A request uses one generation from start to end."""
+
+    def __init__(self, path: Path, model: str | None):
+        self.path = path
+        self.manifest = read_manifest(path)
+        self.name = self.manifest.get("generation", path.name)
+        if model is not None and self.manifest.get("model") != model:
+            raise IndexMismatchError(
+                f"the index was built with model '{self.manifest.get('model')}' but the site is configured for '{model}'; "
+                f"run `{BUILD_COMMAND} --full` to rebuild it with the configured model"
+            )
+        try:
+            self.chunks = read_chunks(path)
+            self.vectors = VectorIndex(path / "vectors.faiss")
+            self.keyword = KeywordIndex(path / "whoosh")
+            glossary_data = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
+        except KBError:
+            raise
+        except Exception as exc:
+            raise IndexNotBuiltError(f"the index at {path} is incomplete or corrupted ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`") from exc
+        counts = self.manifest.get("counts", {})
+        if not (len(self.chunks) == self.vectors.count == self.keyword.doc_count() == counts.get("chunks")):
+            raise IndexNotBuiltError(
+                f"the index at {path} is inconsistent (chunks {len(self.chunks)}, vectors {self.vectors.count}, "
+                f"keyword docs {self.keyword.doc_count()}, manifest {counts.get('chunks')}); run `{BUILD_COMMAND} --full`"
+            )
+        if self.vectors.dimension != self.manifest.get("dimension"):
+            raise IndexMismatchError(f"vector dimension {self.vectors.dimension} differs from the manifest; run `{BUILD_COMMAND} --full`")
+        self.by_id = {c.id: c for c in self.chunks}
+        self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
+        self.glossary = Glossary(tuple(Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))}) for t in glossary_data))
+        self._terms = self.glossary.lookup()
+        self._phrases = {t.expansion.casefold(): t for t in self.glossary.terms}
+        for t in self.glossary.terms:
+            for s in t.synonyms:
+                self._phrases.setdefault(s.casefold(), t)
+
+        self._heading_cache: dict[str, frozenset[str]] = {}
+
+    def heading_stems(self, c: Chunk) -> frozenset[str]:
+        """Stems of a chunk's heading (its guide title for an intro), acronyms expanded both ways."""
+        hit = self._heading_cache.get(c.id)
+        if hit is None:
+            text = c.heading if c.anchor else c.title
+            words = WORD_RE.findall(text)
+            extra = self.expansions(ParsedQuery(text, tuple(words), ()))
+            hit = frozenset(t for w in (text, *extra) for t in analyse(w))
+            self._heading_cache[c.id] = hit
+        return hit
+
+    def close(self) -> None:
+        self.keyword.close()
+
+    def expansions(self, pq: ParsedQuery) -> list[str]:
+        """Glossary expansions for acronyms in the query, and acronyms for spelled-out terms."""
+        out: list[str] = []
+        lowered = " " + " ".join(w.casefold() for w in (*pq.words, *pq.phrases)) + " "
+        for w in pq.words:
+            term = self._terms.get(w.casefold())
+            if term and term.expansion.casefold() not in lowered:
+                out.append(term.expansion)
+        for phrase, term in self._phrases.items():
+            if f" {phrase} " in lowered and term.term.casefold() not in lowered.split():
+                out.append(term.term)
+        return list(dict.fromkeys(out))
+
+
+class Searcher:
+    """Hybrid search over the live index generation, switching generations between requests.
+
+    Example:
+        >>> searcher = Searcher("index", embedder)
+        >>> searcher.search("how long is the psa", limit=5).hits[0].url
+        '/guides/psa-format-and-sections#how-long-is-the-psa'
+    """
+
+    def __init__(self, index_dir: Path | str, embedder=None, reload_interval: float = 1.0, max_query_length: int = 300, max_limit: int = 50):
+        self.index_dir = Path(index_dir)
+        self.embedder = embedder
+        self.reload_interval = reload_interval
+        self.max_query_length = max_query_length
+        self.max_limit = max_limit
+        self._gen: Generation | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    # ---- generations -------------------------------------------------------------------------
+    def generation(self) -> Generation:
+        """The live generation, reloading if `current` moved (checked every reload_interval s)."""
+        now = time.monotonic()
+        gen = self._gen
+        if gen is not None and now - self._checked < self.reload_interval:
+            return gen
+        with self._lock:
+            self._checked = now
+            target = current_path(self.index_dir)
+            if target is None:
+                raise IndexNotBuiltError(f"no search index has been built in {self.index_dir}; run `{BUILD_COMMAND}`")
+            if self._gen is not None and self._gen.path == target and (target / "manifest.json").exists():
+                return self._gen
+            if self._gen is not None and not (target / "manifest.json").exists():
+                self._gen = None
+            model = getattr(self.embedder, "name", None)
+            new = Generation(target, model)
+            old, self._gen = self._gen, new
+            if old is not None:
+                log.info("switched index generation %s -> %s", old.name, new.name)
+            else:
+                log.info("loaded index generation %s", new.name)
+            return new
+
+    def invalidate(self) -> None:
+        """Force a re-check of the live generation on the next request."""
+        self._checked = 0.0
+        with self._lock:
+            self._gen = None
+
+    # ---- validation --------------------------------------------------------------------------
+    def check_params(self, query: str, limit: int, mode: str) -> None:
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("parameter 'q' is required: type a question or a few words", "q")
+        if len(query) > self.max_query_length:
+            raise QueryError(f"parameter 'q' is {len(query)} characters long; the limit is {self.max_query_length}", "q")
+        if mode not in MODES:
+            raise QueryError(f"parameter 'mode' must be one of {', '.join(MODES)}; got '{mode[:40]}'", "mode")
+        if not 1 <= limit <= self.max_limit:
+            raise QueryError(f"parameter 'limit' must be a whole number from 1 to {self.max_limit}; got {limit}", "limit")
+
+    # ---- search ------------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        limit: int = 10,
+        mode: str = "hybrid",
+        category: str | None = None,
+        tag: str | None = None,
+        spellcheck: bool = True,
+    ) -> SearchResponse:
+        """Search the live index.
+
+        Args:
+            query: Free text; "double quotes" require an exact phrase.
+            limit: Maximum number of sections returned (1..max_limit).
+            mode: "hybrid" (default), "keyword" or "semantic".
+            category: Only guides of this category.
+            tag: Only guides with this tag.
+            spellcheck: Also search likely corrections of unknown words (reported as did_you_mean).
+
+        Raises:
+            QueryError: a parameter is out of range.
+            IndexNotBuiltError / IndexMismatchError: no usable index.
+        """
+        started = time.perf_counter()
+        self.check_params(query, limit, mode)
+        gen = self.generation()
+        pq = parse_query(query)
+        expansions = gen.expansions(pq)
+
+        did_you_mean, corrections = None, {}
+        if spellcheck and pq.words:
+            corrections = self._corrections(gen, pq)
+            if corrections:
+                did_you_mean = " ".join(corrections.get(w, w) for w in pq.words)
+                if pq.phrases:
+                    did_you_mean = " ".join(f'"{p}"' for p in pq.phrases) + " " + did_you_mean
+
+        pool = max(POOL, limit * 3)
+        keyword_ids: list[str] = []
+        semantic: list[tuple[str, float]] = []
+        if mode in ("hybrid", "keyword"):
+            should = [(w, 1.0) for w in pq.words] + [(e, EXPANSION_BOOST) for e in expansions]
+            should += [(c, 0.8) for c in corrections.values()]
+            kq = KeywordQuery(tuple(should), pq.phrases, category, tag)
+            keyword_ids = [cid for cid, _ in gen.keyword.search(kq, limit=pool)]
+        if mode in ("hybrid", "semantic"):
+            semantic = self._semantic(gen, pq, expansions, corrections, category, tag, pool)
+        semantic_ids = [cid for cid, _ in semantic]
+        sem_score = dict(semantic)
+
+        if mode == "keyword":
+            fused = [(cid, 1.0 / (RRF_K + i)) for i, cid in enumerate(keyword_ids, 1)]
+        elif mode == "semantic":
+            fused = [(cid, s) for cid, s in semantic]
+        else:
+            # Weak semantic neighbours must not bury a clear keyword hit: only confident
+            # semantic hits take part in fusion at full weight.
+            strong = [cid for cid in semantic_ids if sem_score[cid] >= WEAK_SEMANTIC or cid in set(keyword_ids)]
+            fused = reciprocal_rank_fusion([keyword_ids, strong], weights=[1.0, 1.0])
+            weak = [cid for cid in semantic_ids if cid not in dict(fused)]
+            fused += [(cid, 0.1 / (RRF_K + POOL + i)) for i, cid in enumerate(weak, 1)]
+
+        if mode != "semantic" and fused:
+            fused = self._heading_boost(gen, fused, pq, corrections)
+
+        kw_rank = {cid: i for i, cid in enumerate(keyword_ids, 1)}
+        sem_rank = {cid: i for i, cid in enumerate(semantic_ids, 1)}
+        stems = [t for w in (*pq.words, *pq.phrases, *expansions, *corrections.values()) for t in analyse(w)]
+        hits: list[Hit] = []
+        for cid, score in fused[: max(limit * 3, limit)]:
+            c = gen.by_id.get(cid)
+            if c is None:
+                continue
+            weak_hit = cid not in kw_rank and sem_score.get(cid, 1.0) < WEAK_SEMANTIC
+            hits.append(
+                Hit(
+                    cid,
+                    c.slug,
+                    c.title,
+                    c.category,
+                    c.heading or "Overview",
+                    c.anchor,
+                    c.url,
+                    make_snippet(c.text, stems),
+                    score,
+                    kw_rank.get(cid),
+                    sem_rank.get(cid),
+                    sem_score.get(cid),
+                    weak_hit,
+                )
+            )
+        confident = bool(keyword_ids) or any(not h.weak for h in hits)
+        groups = group_hits(hits, per_guide=3, limit=limit)
+        return SearchResponse(
+            query=query,
+            mode=mode,
+            hits=tuple(hits[:limit]),
+            groups=groups,
+            generation=gen.name,
+            took_ms=(time.perf_counter() - started) * 1000,
+            confident=confident,
+            did_you_mean=did_you_mean,
+            corrected=bool(corrections),
+            expansions=tuple(expansions),
+            filters={"category": category, "tag": tag},
+        )
+
+    def _heading_boost(self, gen: Generation, fused: list[tuple[str, float]], pq: ParsedQuery, corrections: dict) -> list[tuple[str, float]]:
+        """Rank a section whose heading (or, for a guide's intro, title) answers the query first.
+
+        coverage = share of the query's content words found in the heading, where an acronym in the
+        heading also covers the words of its expansion; the bonus is worth up to one extra rank-1 vote.
+        """
+        query_stems = {t for w in (*pq.phrases, *(corrections.get(w, w) for w in pq.words)) for t in analyse(w)}
+        if not query_stems:
+            return fused
+        out = []
+        for cid, score in fused:
+            c = gen.by_id.get(cid)
+            if c is None:
+                continue
+            stems = gen.heading_stems(c)
+            coverage = len(query_stems & stems) / len(query_stems)
+            out.append((cid, score + HEADING_WEIGHT * coverage * coverage))
+        return sorted(out, key=lambda kv: -kv[1])
+
+    def _semantic(self, gen: Generation, pq: ParsedQuery, expansions, corrections, category, tag, pool) -> list[tuple[str, float]]:
+        if self.embedder is None:
+            raise IndexMismatchError("semantic search needs an embedding model; none is configured")
+        words = [corrections.get(w, w) for w in pq.words]
+        text = " ".join((*pq.phrases, *words))
+        if expansions:
+            text += " (" + "; ".join(expansions) + ")"
+        encode_query = getattr(self.embedder, "encode_query", None)
+        vector = encode_query(text) if encode_query else self.embedder.encode([text])[0]
+        filtered = bool(category or tag or pq.phrases)
+        k = len(gen.chunks) if filtered and len(gen.chunks) <= 20000 else pool * (8 if filtered else 1)
+        out: list[tuple[str, float]] = []
+        phrase_res = [re.compile(r"\b" + r"\s+".join(map(re.escape, p.split())) + r"\b", re.I) for p in pq.phrases]
+        for row, score in gen.vectors.search(np.asarray(vector, dtype=np.float32), k):
+            c = gen.chunks[row]
+            if category and c.category != category:
+                continue
+            if tag and tag not in c.tags:
+                continue
+            if phrase_res and not all(r.search(f"{c.title}\n{' '.join(c.heading_path)}\n{c.text}") for r in phrase_res):
+                continue
+            out.append((c.id, score))
+            if len(out) >= pool:
+                break
+        return out
+
+    def _corrections(self, gen: Generation, pq: ParsedQuery) -> dict[str, str]:
+        out = {}
+        for w in pq.words:
+            lw = w.lower()
+            if len(lw) < 4 or not lw.isalpha() or lw in gen._terms or gen.keyword.has_term(lw):
+                continue
+            suggestions = gen.keyword.suggest(lw)
+            if suggestions and suggestions[0] != lw:
+                out[w] = suggestions[0]
+        return out
+
+    def related(self, slug: str, limit: int = 4) -> list[tuple[str, str, float]]:
+        """Guides nearest to `slug` in embedding space (mean of its chunk vectors), itself excluded."""
+        gen = self.generation()
+        rows = [i for i, c in enumerate(gen.chunks) if c.slug == slug]
+        if not rows:
+            return []
+        centre = np.mean([gen.vectors.reconstruct(r) for r in rows], axis=0)
+        centre /= np.linalg.norm(centre) or 1.0
+        best: dict[str, tuple[str, float]] = {}
+        for row, score in gen.vectors.search(centre.astype(np.float32), min(len(gen.chunks), 200)):
+            c = gen.chunks[row]
+            if c.slug != slug and c.slug not in best:
+                best[c.slug] = (c.title, score)
+            if len(best) >= limit:
+                break
+        return [(s, t, sc) for s, (t, sc) in best.items()]
+
+    def chunk(self, chunk_id: str) -> Chunk | None:
+        return self.generation().by_id.get(chunk_id)

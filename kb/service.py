@@ -1,0 +1,182 @@
+"""KnowledgeBase: the one object that owns settings, the guide library and the searcher."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kb.build import index_status
+from kb.content import Guide, Taxonomy, guide_paths, load_guides
+from kb.embedding import SentenceTransformerEmbedder
+from kb.errors import ContentError, NotFoundError, Problem, QueryError
+from kb.glossary import Glossary
+from kb.render import Rendered, render_markdown
+from kb.search import MODES, Searcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LibrarySnapshot:
+    guides: tuple[Guide, ...]
+    by_slug: dict[str, Guide]
+    taxonomy: Taxonomy
+    glossary: Glossary
+    problems: tuple[Problem, ...]
+    fingerprint: tuple
+
+
+class Library:
+    """The guides as they are on disk now, re-read when files change (live preview for free)."""
+
+    def __init__(self, content_dir: Path, check_interval: float = 1.0):
+        self.content_dir = Path(content_dir)
+        self.check_interval = check_interval
+        self._snap: LibrarySnapshot | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self._render_cache: dict[tuple[str, str], Rendered] = {}
+
+    def _fingerprint(self) -> tuple:
+        items = []
+        for p in [*guide_paths(self.content_dir), self.content_dir / "glossary.yml", self.content_dir / "taxonomy.yml"]:
+            try:
+                st = p.stat()
+                items.append((str(p), st.st_mtime_ns, st.st_size))
+            except OSError:
+                items.append((str(p), 0, 0))
+        return tuple(items)
+
+    def snapshot(self) -> LibrarySnapshot:
+        now = time.monotonic()
+        snap = self._snap
+        if snap is not None and now - self._checked < self.check_interval:
+            return snap
+        with self._lock:
+            self._checked = now
+            fp = self._fingerprint()
+            if self._snap is not None and self._snap.fingerprint == fp:
+                return self._snap
+            problems: list[Problem] = []
+            try:
+                taxonomy = Taxonomy.load(self.content_dir)
+                guides, problems = load_guides(self.content_dir)
+            except ContentError as exc:
+                taxonomy, guides, problems = Taxonomy({}, frozenset()), [], list(exc.problems)
+            try:
+                glossary = Glossary.load(self.content_dir)
+            except ContentError as exc:
+                glossary = Glossary(())
+                problems.extend(exc.problems)
+            for p in problems:
+                if p.level == "error":
+                    log.warning("content problem: %s", p.format())
+            self._snap = LibrarySnapshot(tuple(guides), {g.slug: g for g in guides}, taxonomy, glossary, tuple(problems), fp)
+            return self._snap
+
+    def guide(self, slug: str) -> Guide:
+        g = self.snapshot().by_slug.get(slug)
+        if g is None:
+            raise NotFoundError(f"no guide called '{slug[:80]}'")
+        return g
+
+    def render(self, guide: Guide) -> Rendered:
+        snap = self.snapshot()
+        key = (guide.slug, guide.content_hash + str(hash(snap.glossary)))
+        hit = self._render_cache.get(key)
+        if hit is None:
+            hit = render_markdown(guide.body, snap.glossary)
+            if len(self._render_cache) > 500:
+                self._render_cache.clear()
+            self._render_cache[key] = hit
+        return hit
+
+
+class KnowledgeBase:
+    """Everything a request needs; lives in `app.extensions["kb"]`. Cheap to create: the model and
+    the index load lazily, once per process, on first use."""
+
+    def __init__(self, settings: dict[str, Any], embedder=None):
+        self.settings = settings
+        self.content_dir = Path(settings["KB_CONTENT_DIR"])
+        self.index_dir = Path(settings["KB_INDEX_DIR"])
+        self.library = Library(self.content_dir)
+        self.embedder = embedder or SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"])
+        self.searcher = Searcher(
+            self.index_dir,
+            self.embedder,
+            reload_interval=settings["KB_RELOAD_INTERVAL"],
+            max_query_length=settings["KB_MAX_QUERY_LENGTH"],
+            max_limit=settings["KB_MAX_LIMIT"],
+        )
+
+    # ---- parameters shared by the HTML page and the JSON API ----------------------------------
+    def search_params(self, args) -> dict[str, Any]:
+        """Validate request parameters; raise QueryError naming the bad parameter."""
+        snap = self.library.snapshot()
+        q = args.get("q", "") or ""
+        raw_limit = args.get("limit", None)
+        limit = self.settings["KB_DEFAULT_LIMIT"]
+        if raw_limit not in (None, ""):
+            if not str(raw_limit).strip().isdigit():
+                raise QueryError(f"parameter 'limit' must be a whole number from 1 to {self.settings['KB_MAX_LIMIT']}; got '{str(raw_limit)[:20]}'", "limit")
+            limit = int(str(raw_limit).strip()[:6])
+        mode = (args.get("mode") or "hybrid").strip().lower()
+        if mode not in MODES:
+            raise QueryError(f"parameter 'mode' must be one of {', '.join(MODES)}; got '{mode[:40]}'", "mode")
+        category = (args.get("category") or "").strip() or None
+        if category and category not in snap.taxonomy.categories:
+            raise QueryError(f"parameter 'category' must be one of {', '.join(snap.taxonomy.categories)}; got '{category[:40]}'", "category")
+        tag = (args.get("tag") or "").strip() or None
+        if tag and tag not in snap.taxonomy.tags:
+            raise QueryError(f"parameter 'tag' must be a tag listed at /tags; got '{tag[:40]}'", "tag")
+        spell = (args.get("spell") or "1").strip() not in ("0", "false", "no", "off")
+        return {"q": q, "limit": limit, "mode": mode, "category": category, "tag": tag, "spell": spell}
+
+    def search(self, params: dict[str, Any]):
+        return self.searcher.search(
+            params["q"], limit=params["limit"], mode=params["mode"], category=params["category"], tag=params["tag"], spellcheck=params["spell"]
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Health: index generation, model, counts, and whether content is newer than the index."""
+        out: dict[str, Any] = {"ok": True, "model": self.embedder.name, "guides": len(self.library.snapshot().guides)}
+        try:
+            gen = self.searcher.generation()
+            out.update(
+                generation=gen.name,
+                chunks=len(gen.chunks),
+                built_at=gen.manifest.get("built_at"),
+                index_model=gen.manifest.get("model"),
+            )
+            st = index_status(self.content_dir, self.index_dir)
+            out["search_behind_content"] = st.stale
+        except Exception as exc:  # health must answer whatever is broken
+            out.update(ok=False, error=getattr(exc, "message", str(exc)))
+        return out
+
+    def warm_up(self) -> None:
+        """Load the model and the live index now (server start), so the first student waits for nothing."""
+        try:
+            self.searcher.generation()
+            self.embedder.encode_query("warm up")
+            self.library.snapshot()
+            log.info("warm: model %s, index %s", self.embedder.name, self.searcher.generation().name)
+        except Exception as exc:  # a missing index must not stop the server: pages still browse
+            log.warning("warm-up incomplete: %s", getattr(exc, "message", exc))
+
+    def edit_url(self, guide: Guide) -> str:
+        rel = Path(guide.path)
+        try:
+            rel = Path(guide.path).resolve().relative_to(self.content_dir.resolve().parent)
+        except ValueError:
+            rel = Path("content") / guide.category / f"{guide.slug}.md"
+        return f"{self.settings['KB_REPO_URL'].rstrip('/')}/edit/{self.settings['KB_REPO_BRANCH']}/{rel.as_posix()}"
+
+    def today(self) -> dt.date:
+        return dt.date.today()

@@ -1,0 +1,88 @@
+"""The only package that imports Flask: the site's blueprint, error mapping and headers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from kb.errors import KBError
+from kb.service import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("site", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def kb() -> KnowledgeBase:
+    return current_app.extensions["kb"]
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def error_response(status: int, message: str, **extra):
+    if wants_json():
+        return jsonify({"ok": False, "error": message, "status": status, **extra}), status
+    return render_template("error.html", status=status, message=message, **extra), status
+
+
+class SafeJSONProvider(DefaultJSONProvider):
+    """JSON that is also safe to drop into HTML: <, > and & are escaped as \\u003c etc."""
+
+    ensure_ascii = True
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs) -> str:
+        text = super().dumps(obj, **kwargs)
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
+    """Attach the knowledge base, routes, error handlers and security headers to an app."""
+    app.json = SafeJSONProvider(app)
+    app.extensions["kb"] = knowledge_base
+    from kb.web import routes  # noqa: F401  (registers the views on bp)
+
+    app.register_blueprint(bp)
+
+    @app.errorhandler(KBError)
+    def handle_kb_error(exc: KBError):
+        if exc.status >= 500:
+            log.error("%s: %s", exc.__class__.__name__, exc.message)
+        extra = {"param": exc.param} if getattr(exc, "param", None) else {}
+        return error_response(exc.status, exc.message, **extra)
+
+    @app.errorhandler(HTTPException)
+    def handle_http(exc: HTTPException):
+        messages = {404: "There is no page at this address.", 405: "That method is not allowed here."}
+        return error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        log.exception("unexpected error on %s", request.path)
+        return error_response(500, "Something went wrong on our side; it has been logged. Please try again.")
+
+    @app.after_request
+    def headers(resp):
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["Permissions-Policy"] = "interest-cohort=()"
+        resp.headers["Server"] = "theyearabove"
+        return resp
+
+    @app.template_filter("safe_snippet")
+    def safe_snippet(value: str) -> Markup:
+        # snippets are built escaped by kb.search.make_snippet; only <mark> is added there
+        return Markup(value)

@@ -1,0 +1,65 @@
+"""Shared fixtures: one real-model index of the fixture guides per session, app/client/runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from app import create_app  # noqa: E402
+from kb.build import build_index  # noqa: E402
+from kb.embedding import SentenceTransformerEmbedder  # noqa: E402
+from tests.fakes import HashEmbedder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+FIXTURE_CONTENT = FIXTURES / "content"
+MALFORMED = FIXTURES / "malformed"
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def fixture_index(tmp_path_factory, real_embedder) -> Path:
+    """The fixture guides indexed with the real packaged all-MiniLM-L6-v2 model."""
+    index = tmp_path_factory.mktemp("index")
+    build_index(FIXTURE_CONTENT, index, real_embedder)
+    return index
+
+
+@pytest.fixture
+def content_copy(tmp_path) -> Path:
+    dest = tmp_path / "content"
+    shutil.copytree(FIXTURE_CONTENT, dest)
+    return dest
+
+
+@pytest.fixture
+def fake_embedder():
+    return HashEmbedder()
+
+
+@pytest.fixture
+def app(fixture_index, real_embedder):
+    return create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(fixture_index), "KB_RELOAD_INTERVAL": 0},
+        embedder=real_embedder,
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
