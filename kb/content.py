@@ -183,7 +183,8 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         post = frontmatter.loads(text)
         meta = post.metadata
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # an unclosed bracket or quote is reported where it was opened, not at the end of the block
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark else 1
         col = mark.column + 1 if mark else 1
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -55,7 +55,7 @@ def test_malformed_folder_reports_every_problem_with_lines():
     assert "no-title.md:1:1: error: missing required field 'title'" in text
     assert "no-title.md:3:1: error: unknown category 'wizardry'" in text
     assert "no-title.md:7:1: error: 'applies_to' must be 'evergreen' or a cycle like FP2027" in text
-    assert "bad-yaml.md:5:" in text and "not valid YAML" in text
+    assert "bad-yaml.md:3:10: error: front matter is not valid YAML" in text  # where the [ opened
     assert all("(fix: " in line for line in lines)
 
 
