@@ -182,7 +182,12 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
     try:
         post = frontmatter.loads(text)
         meta = post.metadata
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as outer:
+        exc: yaml.YAMLError = outer
+        try:  # re-parse our own slice of the file so marks count from its second line
+            yaml.safe_load(fm_text)
+        except yaml.YAMLError as own:
+            exc = own
         # an unclosed bracket or quote is reported where it was opened, not at the end of the block
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark else 1
