@@ -24,6 +24,25 @@ REQUIRED = ("title", "summary", "category", "tags", "authors", "last_reviewed", 
 FM_RE = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps an impossible date such as 2026-13-01 as text for the schema to report."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.Node):
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+class _Handler(frontmatter.YAMLHandler):
+    def load(self, fm: str, **kwargs):
+        return yaml.load(fm, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 @dataclass(frozen=True)
 class Source:
     title: str
@@ -180,7 +199,7 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
     fm_text = match.group(1) or ""
     body_line = text[: match.end()].count("\n") + 1
     try:
-        post = frontmatter.loads(text)
+        post = frontmatter.loads(text, handler=_Handler())
         meta = post.metadata
     except yaml.YAMLError as outer:
         exc: yaml.YAMLError = outer
