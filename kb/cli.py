@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 from flask.cli import AppGroup
@@ -13,6 +15,7 @@ from kb import config
 from kb.build import BUILD_COMMAND, build_index, index_status
 from kb.embedding import SentenceTransformerEmbedder
 from kb.errors import ContentError, KBError
+from kb.validate import DUPLICATE_THRESHOLD, CheckOptions, changed_files, check_content, default_base, format_report
 
 
 def _settings() -> dict:
@@ -113,3 +116,91 @@ def status_cmd():
     if st.stale:
         click.echo(f"Run: {BUILD_COMMAND}")
         sys.exit(1)
+
+
+def run_check(
+    content: str,
+    index: str,
+    model: str,
+    paths: tuple[str, ...],
+    fmt: str,
+    strict: bool,
+    changed_only: bool,
+    base: str | None,
+    stale_after: int,
+    duplicates: bool,
+    threshold: float,
+    today: dt.date | None,
+    threads: int = 0,
+) -> int:
+    """Check the guides; print one `path:line:col: level: message (fix: ...)` line per problem. Returns exit code."""
+    changed = None
+    if changed_only:
+        try:
+            changed = changed_files(content, base)
+        except KBError as exc:
+            click.echo(f"Cannot tell what changed ({exc.message}); checking every guide instead.", err=True)
+    options = CheckOptions(today=today, stale_after_days=stale_after, strict=strict, duplicates=duplicates, duplicate_threshold=threshold)
+    embedder = SentenceTransformerEmbedder(model, threads=threads) if duplicates else None
+    try:
+        report = check_content(content, paths=paths or None, changed=changed, options=options, embedder=embedder, cache_dir=Path(index) / ".check-cache")
+    except ContentError as exc:
+        for p in exc.problems:
+            click.echo(p.format())
+        return 1
+    for note in report.notes:
+        click.echo(note, err=True)
+    click.echo(format_report(report, fmt))
+    return report.exit_code
+
+
+def check_options(f):
+    f = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Judge dates as of this day (default: today).")(f)
+    f = click.option("--model", default=None, help="Model for the near-duplicate check (default: KB_MODEL).")(f)
+    f = click.option(
+        "--threshold",
+        type=click.FloatRange(0.5, 1.0),
+        default=DUPLICATE_THRESHOLD,
+        show_default=True,
+        help="Similarity at which two sections are near-duplicates.",
+    )(f)
+    f = click.option("--no-duplicates", is_flag=True, help="Skip the near-duplicate check (no model needed).")(f)
+    f = click.option(
+        "--stale-after", type=click.IntRange(1, 3650), default=None, help="Days after last_reviewed a guide is stale (default: KB_STALE_AFTER_DAYS)."
+    )(f)
+    f = click.option("--base", default=None, help=f"Git ref --changed-only compares with (default: {default_base()}, else main).")(f)
+    f = click.option("--changed-only", is_flag=True, help="Report on guides changed since --base (errors are still reported everywhere).")(f)
+    f = click.option("--strict", is_flag=True, help="Stale guides are errors, not warnings.")(f)
+    f = click.option(
+        "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True, help="github adds workflow annotations."
+    )(f)
+    f = click.option("--index", "index_dir", default=None, help="Index folder; section embeddings are cached in its .check-cache (default: KB_INDEX_DIR).")(f)
+    f = click.option("--content", "content_dir", default=None, help="Content folder (default: KB_CONTENT_DIR).")(f)
+    f = click.argument("paths", nargs=-1, type=click.Path())(f)
+    return f
+
+
+def _check(paths, content_dir, index_dir, fmt, strict, changed_only, base, stale_after, no_duplicates, threshold, model, today):
+    """Check guides for everything the build relies on and more: front matter, headings, links,
+    glossary, staleness and near-duplicate sections. Exit status 0 when there are no errors."""
+    s = _settings()
+    code = run_check(
+        content_dir or s["KB_CONTENT_DIR"],
+        index_dir or s["KB_INDEX_DIR"],
+        model or s["KB_MODEL"],
+        tuple(paths),
+        fmt,
+        strict,
+        changed_only,
+        base,
+        stale_after or s["KB_STALE_AFTER_DAYS"],
+        not no_duplicates,
+        threshold,
+        today.date() if today else None,
+        s["KB_TORCH_THREADS"],
+    )
+    sys.exit(code)
+
+
+check_main = click.command("check")(check_options(_check))
+kb_cli.command("check")(check_options(_check))
