@@ -496,7 +496,8 @@ def test_broken_copy_reports_one_line_per_problem_and_names_the_original(tmp_pat
         path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
     edit("psa/psa-common-pitfalls.md", 'title: "Common PSA mistakes and how to avoid them"\n', "")
-    edit("placements/ward-rounds.md", "last_reviewed: 2026-11-24", "last_reviewed: 2026-13-01")
+    ward = content / "placements" / "ward-rounds.md"
+    ward.write_text(re.sub(r"^last_reviewed: .*$", "last_reviewed: 2026-13-01", ward.read_text(encoding="utf-8"), count=1, flags=re.M), encoding="utf-8")
     edit("placements/electives.md", "category: placements", "category: wizardry")
     edit("psa/psa-preparation-plan.md", "(/guides/psa-format-and-sections)", "(/guides/psa-format-and-sections#how-long-is-the-exam)")
     original = (content / "starting-f1" / "rotas-and-pay-basics.md").read_text(encoding="utf-8")
