@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
@@ -81,6 +82,15 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
         resp.headers["Permissions-Policy"] = "interest-cohort=()"
         resp.headers["Server"] = "theyearabove"
         return resp
+
+    @app.template_filter("long_date")
+    def long_date(value) -> str:
+        """2026-11-24 -> 24 November 2026 (dates as people write them in the UK)."""
+        try:
+            d = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+        return f"{d.day} {d:%B %Y}"
 
     @app.template_filter("safe_snippet")
     def safe_snippet(value: str) -> Markup:

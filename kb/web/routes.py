@@ -32,7 +32,9 @@ def _guide_data(slug: str) -> dict:
     snap = k.library.snapshot()
     related = []
     try:
-        related = [{"slug": s, "title": t, "url": f"/guides/{s}"} for s, t, _ in k.searcher.related(slug, 4) if s in snap.by_slug]
+        related = [
+            {"slug": s, "title": t, "url": f"/guides/{s}", "summary": snap.by_slug[s].summary} for s, t, _ in k.searcher.related(slug, 4) if s in snap.by_slug
+        ]
     except Exception:  # related guides are a nicety; a missing index must not break reading
         related = []
     today = k.today()
