@@ -359,8 +359,11 @@ def test_out_of_date_cycle_shows_a_banner(browser, live_server, site_app):
 
 def test_print_styles_show_only_the_guide(browser, live_server):
     load(browser, live_server + "/guides/psa-format-and-sections")
-    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print", "features": []})
+    # printed from a phone in dark mode, a guide still prints black on white
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print", "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     try:
+        assert background_luminance(browser) > 0.95
+        assert browser.execute_script("return getComputedStyle(document.body).color") == "rgb(0, 0, 0)"
         hidden = browser.execute_script(
             "return ['.site-header', '.site-footer', '.toc', '.related'].map(function (s) {"
             " var el = document.querySelector(s); return el ? getComputedStyle(el).display : 'none'; });"
