@@ -431,6 +431,14 @@ def test_phone_width_has_no_horizontal_scroll(browser, live_server):
         scheme(browser, "dark")
         load(browser, live_server + "/guides/psa-format-and-sections")
         shot(browser, "phone-guide-dark")
+    with phone(browser, width=768, height=1024):  # a tablet held upright: the header must still fit on one row
+        for name, path in PHONE_PAGES.items():
+            load(browser, live_server + path)
+            width, viewport = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width <= viewport, f"{path} scrolls sideways at 768 px ({width} px wide)"
+        load(browser, live_server + "/guides/psa-format-and-sections")
+        assert browser.find_element(By.CSS_SELECTOR, ".site-header").rect["height"] < 80
+        shot(browser, "tablet-guide", full_page=False)
 
 
 # ---- no JavaScript -----------------------------------------------------------------------------------
