@@ -432,7 +432,7 @@ def test_phone_width_has_no_horizontal_scroll(browser, live_server):
         load(browser, live_server + "/guides/psa-format-and-sections")
         shot(browser, "phone-guide-dark")
     with phone(browser, width=768, height=1024):  # a tablet held upright: the header must still fit on one row
-        for name, path in PHONE_PAGES.items():
+        for path in PHONE_PAGES.values():
             load(browser, live_server + path)
             width, viewport = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
             assert width <= viewport, f"{path} scrolls sideways at 768 px ({width} px wide)"
