@@ -200,6 +200,15 @@ def test_slash_and_ctrl_k_focus_the_search_box(browser, live_server):
     assert browser.switch_to.active_element.get_attribute("id") == "hero-q"
 
 
+def test_skip_link_is_the_first_stop_and_moves_focus_to_the_content(browser, live_server):
+    load(browser, live_server + "/guides/psa-format-and-sections")
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    skip = browser.switch_to.active_element
+    assert skip.get_attribute("class") == "skip-link" and skip.is_displayed() and skip.rect["y"] >= 0
+    skip.send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "main", "focus to move to the main content")
+
+
 def test_keyboard_selection_opens_the_right_section(browser, live_server):
     load(browser, live_server + "/guides/ward-rounds")
     box = browser.find_element(By.ID, "q")
