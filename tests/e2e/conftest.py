@@ -18,6 +18,9 @@ from app import create_app
 from kb.build import build_index
 from tests.conftest import ROOT
 
+# belt and braces: Selenium is handed both paths below, and Selenium Manager must never fetch a driver or browser
+os.environ.setdefault("SE_OFFLINE", "true")
+
 CONTENT = ROOT / "content"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 AXE_JS = Path(__file__).parent / "vendor" / "axe.min.js"
