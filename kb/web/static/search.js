@@ -166,6 +166,7 @@
             announce("No guide answers this yet.");
           }
           list.innerHTML = html.join("");
+          list.setAttribute("data-query", q);  // which question these options answer
           open();
         }
       }
