@@ -5,6 +5,7 @@ Layout of the index folder:
     index/current        symlink to the live generation (replaced atomically)
     index/gen-<stamp>/   manifest.json, chunks.jsonl, vectors.faiss, whoosh/, glossary.json
     index/.tmp-<stamp>/  a build in progress; never read by a server
+    index/cache/         embedding cache: vectors keyed by (model, chunk text hash)
 
 A build that fails or is killed leaves `current` untouched; the next build removes its debris.
 """
@@ -30,6 +31,7 @@ from kb import keyword_index, vector_index
 from kb.chunking import MAX_CHARS, Chunk, chunk_guide
 from kb.content import Guide, load_guides
 from kb.embedding import Embedder
+from kb.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem
 from kb.glossary import Glossary
 from kb.render import render_markdown
@@ -40,6 +42,13 @@ FORMAT_VERSION = 1
 CHUNKING = {"version": 1, "max_chars": MAX_CHARS, "split": "heading, then paragraph"}
 CURRENT = "current"
 BUILD_COMMAND = "python scripts/build_index.py"
+# Chunks of an unchanged guide are copied from the live generation only if the code that makes
+# them is byte-identical; any edit to parsing, rendering or chunking re-chunks every guide.
+CHUNKER_FINGERPRINT = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes() for name in ("content.py", "render.py", "chunking.py"))).hexdigest()[
+    :16
+]
+# A retired generation stays on disk this long, for servers finishing requests on it (see _cleanup).
+GRACE_SECONDS = 30.0
 
 
 @dataclass
@@ -59,16 +68,44 @@ class BuildReport:
     embed_seconds: float = 0.0
     skipped: bool = False
     warnings: list[Problem] = field(default_factory=list)
+    # slug -> [chunks embedded, chunks in the guide], for guides that had anything embedded
+    embedded_by_guide: dict[str, list[int]] = field(default_factory=dict)
+    reused_from_cache: int = 0
+    encoder: str = ""
+    full: bool = False
+    debris_removed: int = 0
+    generations_removed: list[str] = field(default_factory=list)
+    cache_entries: int = 0
 
     def summary(self) -> str:
+        """The first line is the headline; the following lines say what changed and what was reused."""
         if self.skipped:
             return f"Index is up to date ({self.guides} guides, {self.chunks} chunks); nothing to do. Use --full to rebuild anyway."
-        return (
+        lines = [
             f"Built {self.generation}: {self.guides} guides "
             f"({len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed); "
             f"{self.chunks} chunks ({self.embedded} embedded, {self.reused} reused); "
             f"keyword index {self.keyword_mode}; {self.seconds:.2f} s"
-        )
+        ]
+        for label, slugs in (("added", self.added), ("changed", self.changed), ("removed", self.removed)):
+            if slugs:
+                shown = ", ".join(slugs[:12]) + (f" and {len(slugs) - 12} more" if len(slugs) > 12 else "")
+                lines.append(f"  {label}: {shown}")
+        if self.embedded:
+            if self.full:
+                how = "everything (--full)"
+            elif len(self.embedded_by_guide) > 8:
+                how = f"new or changed sections of {len(self.embedded_by_guide)} guides"
+            else:
+                how = ", ".join(f"{s} {e} of {t} chunks" for s, (e, t) in sorted(self.embedded_by_guide.items()))
+            lines.append(f"  embedded {self.embedded} chunks in {self.embed_seconds:.2f} s with {self.encoder or 'the model'}: {how}")
+        else:
+            lines.append("  embedded nothing: every chunk's vector came from the cache")
+        if self.debris_removed:
+            lines.append(f"  removed {self.debris_removed} leftover(s) of an interrupted build")
+        if self.generations_removed:
+            lines.append(f"  removed old generation(s): {', '.join(self.generations_removed)}")
+        return "\n".join(lines)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -160,17 +197,134 @@ def _previous(index_dir: Path, model: str, full: bool) -> tuple[Path | None, dic
         return None, None, [], None
 
 
-def _cleanup(index_dir: Path, keep: int) -> None:
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def debris(index_dir: Path | str) -> list[Path]:
+    """What interrupted builds left behind: temporary generation folders, links and cache files."""
+    index_dir = Path(index_dir)
+    return sorted([*index_dir.glob(".tmp-*"), *(index_dir / CACHE_DIR).glob(".tmp-*")])
+
+
+def _remove_debris(index_dir: Path) -> int:
+    """Delete leftovers of interrupted builds; only called while holding the build lock."""
+    found = debris(index_dir)
+    for path in found:
+        log.info("removing %s, left by an interrupted build", path.name)
+        _remove(path)
+    return len(found)
+
+
+def _cleanup(index_dir: Path, keep: int, grace: float = GRACE_SECONDS) -> list[str]:
+    """Remove generations beyond the newest `keep`, once they have been out of service for `grace` s.
+
+    A server notices a new generation within KB_RELOAD_INTERVAL and a request in flight keeps its
+    files open, but a worker that picked up the previous generation just before a second quick
+    build could still be opening its keyword index: the grace period covers that window.
+    """
     live = current_path(index_dir)
-    for tmp in index_dir.glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
     gens = sorted(index_dir.glob("gen-*"), key=lambda p: p.name, reverse=True)
-    kept = 0
-    for gen in gens:
-        if gen == live or kept < keep - 1:
-            kept += gen != live
+    kept = [g for g in gens if g == live]
+    removed = []
+    now = time.time()
+    for i, gen in enumerate(gens):
+        if gen == live:
+            continue
+        if len(kept) < keep:
+            kept.append(gen)
+            continue
+        successor = gens[i - 1] if i else None
+        try:
+            retired_at = (successor / "manifest.json").stat().st_mtime if successor else 0.0
+        except OSError:
+            retired_at = 0.0
+        if now - retired_at < grace:
             continue
         shutil.rmtree(gen, ignore_errors=True)
+        removed.append(gen.name)
+    return removed
+
+
+def _write_generation(
+    index_dir: Path,
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    glossary: Glossary,
+    manifest_fields: dict,
+    started: float,
+    *,
+    keyword_from: tuple[Path, set[str]] | None = None,
+    before_swap: Callable[[Path], None] | None = None,
+) -> str:
+    """Write chunks, vectors and both indexes into a new generation and swap `current` to it.
+
+    Everything is written into `.tmp-<stamp>/`, fsynced, renamed to `gen-<stamp>/`, and only then
+    does `current` move, by renaming a new symlink over it: readers see the old generation or the
+    new one, never a mixture. Any failure (or Ctrl-C) removes the temporary folder and re-raises.
+
+    `keyword_from` = (previous generation, touched slugs) updates a copy of the previous keyword
+    index in place instead of rewriting it. Returns the new generation's name.
+    """
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    gen_name = f"gen-{stamp}"
+    tmp = index_dir / f".tmp-{stamp}"
+    link_tmp = index_dir / f".tmp-link-{stamp}"
+    try:
+        tmp.mkdir(parents=True)
+        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
+            for c in chunks:
+                fh.write(json.dumps(c.as_dict(), ensure_ascii=False) + "\n")
+        np.save(tmp / "vectors.npy", vectors)
+        vector_index.build(tmp / "vectors.faiss", vectors)
+        (tmp / "glossary.json").write_text(json.dumps([asdict(t) for t in glossary.terms], ensure_ascii=False), encoding="utf-8")
+        if keyword_from is not None:
+            prev_gen, touched = keyword_from
+            shutil.copytree(prev_gen / "whoosh", tmp / "whoosh")
+            keyword_index.update(tmp / "whoosh", touched, [c for c in chunks if c.slug in touched])
+        else:
+            keyword_index.build(tmp / "whoosh", chunks)
+
+        files = {}
+        for p in sorted(tmp.rglob("*")):
+            if p.is_file() and not p.name.endswith(".lock"):
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+                files[str(p.relative_to(tmp))] = sha256_file(p)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "generation": gen_name,
+            "model": manifest_fields["model"],
+            "dimension": int(vectors.shape[1]),
+            "chunking": CHUNKING,
+            "content_hash": manifest_fields["content_hash"],
+            "guides": manifest_fields["guides"],
+            "counts": manifest_fields["counts"],
+            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "build_seconds": round(time.perf_counter() - started, 3),
+            "files": files,
+        }
+        if "chunker" in manifest_fields:
+            manifest["chunker"] = manifest_fields["chunker"]
+        with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(manifest, indent=2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if before_swap:
+            before_swap(tmp)
+        os.rename(tmp, index_dir / gen_name)
+        os.symlink(gen_name, link_tmp)
+        os.replace(link_tmp, index_dir / CURRENT)
+        _fsync_dir(index_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        link_tmp.unlink(missing_ok=True)
+        raise
+    return gen_name
 
 
 def build_index(
@@ -183,19 +337,27 @@ def build_index(
     keep: int = 2,
     today: dt.date | None = None,
     force: bool = False,
+    grace: float = GRACE_SECONDS,
     before_swap: Callable[[Path], None] | None = None,
+    after_embed: Callable[[BuildReport], None] | None = None,
 ) -> BuildReport:
     """Build (incrementally) a new index generation and make it live.
+
+    Every chunk's vector is looked up in the embedding cache (by model and text hash) and in the
+    live generation; only the misses are encoded, so the encoder (and its model) is not even
+    loaded when nothing changed. `full` ignores both and encodes everything.
 
     Args:
         content_dir: Folder of guides.
         index_dir: Folder holding the generations and the `current` link.
         embedder: Encoder for passages; its `name` is recorded in the manifest.
-        full: Re-embed and rewrite everything instead of reusing the live generation.
+        full: Re-embed and rewrite everything instead of reusing cached vectors.
         progress: Show a progress bar while embedding.
         keep: Generations to keep, the live one included.
         force: Build even when the content is unchanged.
+        grace: Seconds a retired generation is kept for servers still finishing requests on it.
         before_swap: Test hook called with the finished temporary folder before the swap.
+        after_embed: Test hook called once the vectors are computed and cached.
 
     Raises:
         ContentError: listing every broken guide; the index is not touched.
@@ -208,15 +370,17 @@ def build_index(
         raise ContentError(problems)
     if not guides:
         raise ContentError([Problem(str(content_dir), 0, 0, "error", "no guides found", "add content/<category>/<slug>.md files", "content.empty")])
-    report = BuildReport(warnings=[p for p in problems if p.level != "error"], guides=len(guides))
+    report = BuildReport(warnings=[p for p in problems if p.level != "error"], guides=len(guides), full=full)
     chash = content_hash(guides, glossary)
 
     with _build_lock(index_dir):
+        report.debris_removed = _remove_debris(index_dir)
         prev_gen, prev_manifest, prev_chunks, prev_vectors = _previous(index_dir, embedder.name, full)
         if prev_manifest and prev_manifest.get("content_hash") == chash and not (full or force):
             report.skipped = True
             report.generation = prev_gen.name if prev_gen else ""
             report.chunks = prev_manifest["counts"]["chunks"]
+            report.generations_removed = _cleanup(index_dir, keep, grace)
             report.seconds = time.perf_counter() - started
             return report
 
@@ -226,84 +390,129 @@ def build_index(
         report.removed = sorted(set(old_guides) - set(new_guides))
         report.changed = sorted(s for s in new_guides if s in old_guides and old_guides[s] != new_guides[s])
 
-        chunks: list[Chunk] = []
-        for g in guides:
-            chunks.extend(chunk_guide(g, render_markdown(g.body)))
+        chunks = _chunks(guides, old_guides, prev_manifest, prev_chunks, full)
         report.chunks = len(chunks)
+        vectors = _embed(index_dir, embedder, chunks, prev_chunks, prev_vectors, full, progress, report)
+        if after_embed:
+            after_embed(report)
 
-        reuse: dict[str, int] = {}
-        if prev_vectors is not None:
-            for row, c in enumerate(prev_chunks):
-                reuse.setdefault(c.text_hash, row)
-        hashes = [c.text_hash for c in chunks]
-        todo = [i for i, h in enumerate(hashes) if h not in reuse]
-        report.embedded, report.reused = len(todo), len(chunks) - len(todo)
-
-        t0 = time.perf_counter()
-        fresh = embedder.encode([chunks[i].embed_text for i in todo], progress=progress) if todo else None
-        report.embed_seconds = time.perf_counter() - t0
-        dim = int(fresh.shape[1]) if fresh is not None else int(prev_vectors.shape[1])  # type: ignore[union-attr]
-        vectors = np.zeros((len(chunks), dim), dtype=np.float32)
-        if fresh is not None:
-            vectors[todo] = fresh
-        todo_set = set(todo)
-        for i, h in enumerate(hashes):
-            if i not in todo_set:
-                vectors[i] = prev_vectors[reuse[h]]  # type: ignore[index]
-
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        gen_name = f"gen-{stamp}"
-        tmp = index_dir / f".tmp-{stamp}"
-        try:
-            tmp.mkdir(parents=True)
-            with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
-                for c in chunks:
-                    fh.write(json.dumps(c.as_dict(), ensure_ascii=False) + "\n")
-            np.save(tmp / "vectors.npy", vectors)
-            vector_index.build(tmp / "vectors.faiss", vectors)
-            (tmp / "glossary.json").write_text(json.dumps([asdict(t) for t in glossary.terms], ensure_ascii=False), encoding="utf-8")
-
-            touched = set(report.added) | set(report.changed) | set(report.removed)
-            incremental = prev_gen is not None and not full and len(touched) * 2 < max(len(new_guides), 1)
-            if incremental:
-                shutil.copytree(prev_gen / "whoosh", tmp / "whoosh")
-                keyword_index.update(tmp / "whoosh", touched, [c for c in chunks if c.slug in touched])
-                report.keyword_mode = f"updated ({len(touched)} guides)"
-            else:
-                keyword_index.build(tmp / "whoosh", chunks)
-
-            files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "generation": gen_name,
+        touched = set(report.added) | set(report.changed) | set(report.removed)
+        incremental = prev_gen is not None and not full and len(touched) * 2 < max(len(new_guides), 1)
+        gen_name = _write_generation(
+            index_dir,
+            chunks,
+            vectors,
+            glossary,
+            {
                 "model": embedder.name,
-                "dimension": dim,
-                "chunking": CHUNKING,
                 "content_hash": chash,
                 "guides": new_guides,
                 "counts": {"guides": len(guides), "chunks": len(chunks)},
-                "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "build_seconds": round(time.perf_counter() - started, 3),
-                "files": files,
-            }
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            _fsync_dir(tmp)
-            if before_swap:
-                before_swap(tmp)
-            final = index_dir / gen_name
-            os.rename(tmp, final)
-            link_tmp = index_dir / f".tmp-link-{stamp}"
-            os.symlink(gen_name, link_tmp)
-            os.replace(link_tmp, index_dir / CURRENT)
-            _fsync_dir(index_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _cleanup(index_dir, keep)
+                "chunker": CHUNKER_FINGERPRINT,
+            },
+            started,
+            keyword_from=(prev_gen, touched) if incremental else None,  # type: ignore[arg-type]
+            before_swap=before_swap,
+        )
+        if incremental:
+            report.keyword_mode = f"updated ({len(touched)} guide{'s' if len(touched) != 1 else ''})"
+        report.generations_removed = _cleanup(index_dir, keep, grace)
         report.generation = gen_name
         report.seconds = time.perf_counter() - started
-        log.info(report.summary())
+        log.info(report.summary().splitlines()[0])
         return report
+
+
+def _chunks(guides: list[Guide], old_guides: dict[str, str], prev_manifest: dict | None, prev_chunks: list[Chunk], full: bool) -> list[Chunk]:
+    """Chunk every guide, copying the chunks of unchanged guides from the live generation.
+
+    Rendering Markdown is most of a build's time after embedding; an unchanged guide (same file
+    hash, same chunking code) has the same chunks as before.
+    """
+    reusable: dict[str, list[Chunk]] = {}
+    if not full and prev_manifest and prev_manifest.get("chunker") == CHUNKER_FINGERPRINT:
+        for c in prev_chunks:
+            reusable.setdefault(c.slug, []).append(c)
+    chunks: list[Chunk] = []
+    for g in guides:
+        if g.slug in reusable and old_guides.get(g.slug) == g.content_hash:
+            chunks.extend(reusable[g.slug])
+        else:
+            chunks.extend(chunk_guide(g, render_markdown(g.body)))
+    return chunks
+
+
+def _embed(
+    index_dir: Path,
+    embedder: Embedder,
+    chunks: list[Chunk],
+    prev_chunks: list[Chunk],
+    prev_vectors: np.ndarray | None,
+    full: bool,
+    progress: bool,
+    report: BuildReport,
+) -> np.ndarray:
+    """Vectors for `chunks`: from the cache or the live generation where possible, encoded otherwise.
+
+    The cache is saved (atomically) before the generation is written, so the work survives a
+    build that fails later: the retry encodes nothing again.
+    """
+    cache = EmbeddingCache(cache_path(index_dir, embedder.name), embedder.name) if full else EmbeddingCache.load(index_dir, embedder.name)
+    live: dict[str, int] = {}
+    if prev_vectors is not None:
+        for row, c in enumerate(prev_chunks):
+            live.setdefault(c.text_hash, row)
+    hashes = [c.text_hash for c in chunks]
+    found: dict[str, np.ndarray] = {}
+    for h in hashes:
+        if h in found:
+            continue
+        vec = cache.get(h)
+        if vec is None and h in live:
+            vec = np.asarray(prev_vectors[live[h]], dtype=np.float32)  # type: ignore[index]
+        if vec is not None:
+            found[h] = vec
+    dims = {len(v) for v in found.values()}
+    if len(dims) > 1:  # vectors of different widths under one model name: trust none of them
+        log.warning("cached vectors disagree in dimension %s; re-embedding everything", sorted(dims))
+        found = {}
+    todo_hashes = list(dict.fromkeys(h for h in hashes if h not in found))
+    todo_index = {h: i for i, h in enumerate(todo_hashes)}
+    first_of = {}
+    for c, h in zip(chunks, hashes, strict=True):
+        first_of.setdefault(h, c)
+    report.reused_from_cache = sum(1 for h in hashes if cache.get(h) is not None and h in found)
+    t0 = time.perf_counter()
+    fresh = embedder.encode([first_of[h].embed_text for h in todo_hashes], progress=progress) if todo_hashes else None
+    report.embed_seconds = time.perf_counter() - t0
+    backends = getattr(embedder, "backends", None)
+    report.encoder = backends[-1] if backends else ""
+    if fresh is not None:
+        if found and fresh.shape[1] != len(next(iter(found.values()))):
+            log.warning("the model now gives %d-dimensional vectors, the cache holds others; re-embedding everything", fresh.shape[1])
+            return _embed(index_dir, embedder, chunks, [], None, True, progress, report)
+        for h, i in todo_index.items():
+            found[h] = fresh[i]
+    dim = len(next(iter(found.values())))
+    vectors = np.zeros((len(chunks), dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        vectors[i] = found[h]
+    embedded = [h not in todo_index for h in hashes]
+    report.embedded = sum(1 for e in embedded if not e)
+    report.reused = len(chunks) - report.embedded
+    per_guide: dict[str, list[int]] = {}
+    for c, reused in zip(chunks, embedded, strict=True):
+        counts = per_guide.setdefault(c.slug, [0, 0])
+        counts[0] += 0 if reused else 1
+        counts[1] += 1
+    report.embedded_by_guide = {s: v for s, v in per_guide.items() if v[0]}
+    new_cache = cache.updated({h: found[h] for h in hashes})
+    try:
+        new_cache.save()
+        report.cache_entries = len(new_cache)
+    except OSError as exc:  # a cache that cannot be written only costs the next build time
+        log.warning("could not save the embedding cache %s (%s); the next build re-embeds more", new_cache.path, exc)
+    return vectors
 
 
 @dataclass

@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import click
 from flask.cli import AppGroup
 
 from kb import config
-from kb.build import BUILD_COMMAND, build_index, index_status
+from kb.bert_numpy import BuildEncoder
+from kb.build import BUILD_COMMAND, GRACE_SECONDS, build_index, index_status
 from kb.embedding import SentenceTransformerEmbedder
 from kb.errors import ContentError, KBError
 from kb.validate import DUPLICATE_THRESHOLD, CheckOptions, changed_files, check_content, default_base, format_report
@@ -28,17 +31,27 @@ def _settings() -> dict:
         return config.validate({k: v for k, v in os.environ.items() if k in config.BY_NAME})
 
 
-def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, quiet: bool, as_json: bool, threads: int = 0) -> int:
+def _terminate(signum, frame):
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the build cleans up after itself
+    raise KeyboardInterrupt
+
+
+def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, quiet: bool, as_json: bool, threads: int = 0, keep: int = 2) -> int:
     """Build the index; print every content problem as path:line:col and a summary. Returns exit code."""
+    started = time.perf_counter()
     if if_stale:
         st = index_status(content, index)
         if st.built and not st.stale:
             click.echo(f"Index {st.generation} is up to date with {content}.")
             return 0
         click.echo(f"Building the index: {st.reason}.")
-    embedder = SentenceTransformerEmbedder(model, threads=threads)
+    embedder = BuildEncoder(model, threads=threads)
     try:
-        report = build_index(content, index, embedder, full=full, progress=not quiet and not as_json)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        previous = None
+    try:
+        report = build_index(content, index, embedder, full=full, progress=not quiet and not as_json, keep=keep, grace=GRACE_SECONDS)
     except ContentError as exc:
         for p in exc.problems:
             click.echo(p.format(), err=True)
@@ -46,18 +59,25 @@ def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, 
         click.echo(f"Build stopped: {errors} error(s) in the guides above; the existing index was not changed.", err=True)
         return 1
     except KBError as exc:
-        click.echo(f"Build failed: {exc.message}", err=True)
+        click.echo(f"Build failed: {exc.message}; the previous index is still live and unchanged.", err=True)
         return 1
     except KeyboardInterrupt:
-        click.echo("Build interrupted; the previous index is still live and unchanged.", err=True)
+        click.echo("Build interrupted; the previous index is still live and unchanged. Run the build again to finish it.", err=True)
         return 130
     except OSError as exc:
-        click.echo(f"Build failed writing the index ({exc.strerror or exc}); the previous index is still live and unchanged.", err=True)
+        click.echo(
+            f"Build failed writing the index ({exc.strerror or exc}{': ' + exc.filename if getattr(exc, 'filename', None) else ''}); "
+            "the previous index is still live and unchanged. Free some space or fix permissions and run the build again.",
+            err=True,
+        )
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     for p in report.warnings:
         click.echo(p.format(), err=True)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), default=str))
+        click.echo(json.dumps({**report.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}, default=str))
     else:
         click.echo(report.summary())
     return 0
@@ -86,6 +106,7 @@ def _build(content_dir, index_dir, model, full, if_stale, quiet, as_json):
         quiet,
         as_json,
         s["KB_TORCH_THREADS"],
+        s["KB_KEEP_GENERATIONS"],
     )
     sys.exit(code)
 
@@ -204,3 +225,112 @@ def _check(paths, content_dir, index_dir, fmt, strict, changed_only, base, stale
 
 check_main = click.command("check")(check_options(_check))
 kb_cli.command("check")(check_options(_check))
+
+
+def _verify(content_dir, index_dir, model, as_json):
+    """Check the live index: checksums, counts, model and dimension, cache, and which guides are newer.
+
+    Exit status: 0 healthy and up to date, 1 missing or damaged, 2 healthy but behind the content.
+    """
+    from kb.verify import verify_index
+
+    s = _settings()
+    v = verify_index(index_dir or s["KB_INDEX_DIR"], content_dir or s["KB_CONTENT_DIR"], model or s["KB_MODEL"])
+    click.echo(json.dumps(v.as_dict(), indent=2) if as_json else v.format())
+    sys.exit(v.exit_code)
+
+
+def verify_options(f):
+    f = click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")(f)
+    f = click.option("--model", default=None, help="Model the site searches with (default: KB_MODEL).")(f)
+    f = click.option("--index", "index_dir", default=None, help="Index folder (default: KB_INDEX_DIR).")(f)
+    f = click.option("--content", "content_dir", default=None, help="Content folder (default: KB_CONTENT_DIR).")(f)
+    return f
+
+
+verify_main = click.command("verify")(verify_options(_verify))
+kb_cli.command("verify")(verify_options(_verify))
+
+
+def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
+    """The content-gap report as text: what students search for and what they do not find."""
+    t = r["totals"]
+    pct = lambda a, b: f"{100 * a / b:.0f}%" if b else "-"  # noqa: E731
+    out = [
+        f"Search report, last {r['days']} days (since {r['since'][:10]}); database {store_url}; rows kept {retention_days} days.",
+        f"{t['searches']} searches, {t['distinct_queries']} distinct queries; "
+        f"{t['zero_result_searches']} with no results ({pct(t['zero_result_searches'], t['searches'])}); "
+        f"{t['searches_with_click']} followed by a click ({pct(t['searches_with_click'], t['searches'])}).",
+    ]
+
+    def section(title: str, rows: list, fmt, empty: str) -> None:
+        out.append("")
+        out.append(title)
+        if not rows:
+            out.append(f"  ({empty})")
+        for row in rows:
+            out.append("  " + fmt(row))
+
+    section(
+        "Top queries (searches, average guides found, searches with a click):",
+        r["top_queries"],
+        lambda x: f"{x['searches']:>5}  {x['avg_results'] if x['avg_results'] is not None else '-':>5}  {x['clicked']:>4}  {x['query']}",
+        "no searches recorded",
+    )
+    section(
+        "Zero-result queries: nothing in the guides answers these (write a guide, or add a synonym to glossary.yml):",
+        r["zero_results"],
+        lambda x: f"{x['searches']:>5}  {x['query']}   (last {x['last']})",
+        "none",
+    )
+    section(
+        "Queries with results but no click: the results did not look like the answer:",
+        r["no_click"],
+        lambda x: f"{x['searches']:>5}  {x['query']}   ({x['results']} guides found)",
+        "none",
+    )
+    section("Clicked guides:", r["clicked_guides"], lambda x: f"{x['clicks']:>5}  {x['slug']}  ({x['title']})", "no clicks recorded")
+    section(
+        "Guides never clicked from a search in this period:",
+        r["never_clicked"],
+        lambda x: f"{x['slug']}  ({x['title']})",
+        "every guide was clicked at least once",
+    )
+
+    def fb(x: dict) -> str:
+        line = f"{x['no']:>3} no {x['yes']:>3} yes  {x['slug']}  ({x['title']})"
+        for c in x["comments"]:
+            line += f"\n{'':>16}“{c[:200]}”"
+        return line
+
+    section('Guides by negative feedback ("Was this helpful?"):', r["feedback"], fb, "no feedback yet")
+    return "\n".join(out)
+
+
+@kb_cli.command("report")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650), help="Period to report on.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="Rows per list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def report_cmd(days, limit, as_json):
+    """Content gaps: top, zero-result and unclicked queries, never-clicked guides, negative feedback."""
+    from kb.content import load_guides
+    from kb.store import Store, database_url, redact_url
+
+    s = _settings()
+    store = Store(database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"])
+    try:
+        guides, _ = load_guides(s["KB_CONTENT_DIR"])
+    except ContentError:
+        guides = []
+    try:
+        purged = store.purge()
+        report = store.report(days=days, limit=limit, guides={g.slug: g.title for g in guides})
+    except Exception as exc:  # a clear message, not a traceback
+        click.echo(f"Cannot read the analytics database {redact_url(store.url)}: {exc.__class__.__name__}: {str(exc)[:300]}", err=True)
+        sys.exit(1)
+    finally:
+        store.dispose()
+    if as_json:
+        click.echo(json.dumps({"ok": True, **report, "purged": purged}, indent=2, default=str))
+    else:
+        click.echo(format_search_report(report, redact_url(store.url), store.retention_days))

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
@@ -82,7 +83,7 @@ def test_failure_before_swap_keeps_previous_generation(content_copy, tmp_path, f
 def test_old_generations_are_cleaned_up(content_copy, tmp_path, fake_embedder):
     index = tmp_path / "index"
     for _ in range(4):
-        build_index(content_copy, index, fake_embedder, force=True, keep=2)
+        build_index(content_copy, index, fake_embedder, force=True, keep=2, grace=0)
     assert len(list(index.glob("gen-*"))) == 2
 
 
@@ -109,3 +110,142 @@ def test_searcher_errors_for_missing_and_mismatched_index(content_copy, tmp_path
     with pytest.raises(IndexMismatchError) as info:
         Searcher(index, Other()).search("psa")
     assert "--full" in info.value.message and "another/model" in info.value.message
+
+
+# ---- embedding cache, incremental work, interrupted builds ------------------------------------------
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_no_change_rebuild_does_not_touch_the_encoder(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    calls = fake_embedder.calls
+    again = build_index(content_copy, index, fake_embedder)
+    assert again.skipped and fake_embedder.calls == calls
+    forced = build_index(content_copy, index, fake_embedder, force=True)
+    assert not forced.skipped and forced.embedded == 0 and forced.reused == forced.chunks and fake_embedder.calls == calls
+    assert "embedded nothing" in forced.summary()
+
+
+def test_editing_one_section_embeds_only_that_chunk_and_says_which_guide(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    first = build_index(content_copy, index, fake_embedder)
+    edit(content_copy / "psa" / "psa-resits.md", "two resits in the first half", "two resit sittings in the first half")
+    report = build_index(content_copy, index, fake_embedder)
+    assert report.changed == ["psa-resits"] and report.embedded == 1 and report.reused == first.chunks - 1
+    resit_chunks = sum(1 for line in (current_path(index) / "chunks.jsonl").read_text().splitlines() if '"slug": "psa-resits"' in line)
+    assert report.embedded_by_guide == {"psa-resits": [1, resit_chunks]}
+    lines = report.summary().splitlines()
+    assert lines[0].startswith("Built gen-") and "(0 added, 1 changed, 0 removed)" in lines[0] and "(1 embedded," in lines[0]
+    assert "  changed: psa-resits" in lines
+    assert any(f"psa-resits 1 of {resit_chunks} chunks" in line for line in lines)
+
+
+def test_full_rebuild_reembeds_everything(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    first = build_index(content_copy, index, fake_embedder)
+    before = fake_embedder.encoded
+    full = build_index(content_copy, index, fake_embedder, full=True)
+    assert full.embedded == first.chunks and full.reused == 0 and fake_embedder.encoded - before == first.chunks
+    assert "everything (--full)" in full.summary()
+
+
+def test_cache_outlives_the_generations(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    first = build_index(content_copy, index, fake_embedder)
+    for gen in index.glob("gen-*"):
+        shutil.rmtree(gen)
+    (index / "current").unlink()
+    again = build_index(content_copy, index, fake_embedder)
+    assert again.embedded == 0 and again.reused_from_cache == first.chunks and current_path(index) is not None
+
+
+def test_reverting_an_edit_is_free(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    path = content_copy / "psa" / "psa-resits.md"
+    original = path.read_text()
+    edit(path, "two resits", "two resit sittings")
+    assert build_index(content_copy, index, fake_embedder).embedded == 1
+    path.write_text(original)
+    assert build_index(content_copy, index, fake_embedder).embedded == 0
+
+
+def test_only_changed_guides_are_rendered_again(content_copy, tmp_path, fake_embedder, monkeypatch):
+    import kb.build
+
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    rendered = []
+    real = kb.build.render_markdown
+    monkeypatch.setattr(kb.build, "render_markdown", lambda body, *a, **k: rendered.append(body[:30]) or real(body, *a, **k))
+    edit(content_copy / "psa" / "psa-resits.md", "two resits", "two resit sittings")
+    build_index(content_copy, index, fake_embedder)
+    assert len(rendered) == 1
+    # a change to the chunking code (another fingerprint) re-chunks every guide
+    monkeypatch.setattr(kb.build, "CHUNKER_FINGERPRINT", "something-else")
+    rendered.clear()
+    build_index(content_copy, index, fake_embedder, force=True)
+    assert len(rendered) == 5
+
+
+def test_interrupt_after_embedding_keeps_previous_index_and_the_work(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    live = current_path(index)
+    edit(content_copy / "psa" / "psa-resits.md", "two resits", "two resit sittings")
+
+    def ctrl_c(report):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(content_copy, index, fake_embedder, after_embed=ctrl_c)
+    assert current_path(index) == live and not list(index.glob(".tmp-*"))
+    assert Searcher(index, fake_embedder).search("resit", mode="keyword").generation == live.name
+    retry = build_index(content_copy, index, fake_embedder)
+    assert retry.changed == ["psa-resits"] and retry.embedded == 0  # the interrupted build's vectors were cached
+
+
+def test_disk_full_while_writing_keeps_previous_index(content_copy, tmp_path, fake_embedder, monkeypatch):
+    import kb.build
+
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    live = current_path(index)
+    seen = []
+
+    def full_disk(path, vectors):
+        seen.append(path.parent.name)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kb.build.vector_index, "build", full_disk)
+    with pytest.raises(OSError):
+        build_index(content_copy, index, fake_embedder, force=True)
+    assert seen and seen[0].startswith(".tmp-")  # it failed midway through writing the new generation
+    assert current_path(index) == live and not list(index.glob(".tmp-*"))
+    assert Searcher(index, fake_embedder).search("resit", mode="keyword").hits
+
+
+def test_leftovers_of_a_killed_build_are_removed_by_the_next(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    (index / ".tmp-20260101T000000000000Z").mkdir()
+    (index / ".tmp-20260101T000000000000Z" / "chunks.jsonl").write_text("{")
+    os.symlink("gen-nowhere", index / ".tmp-link-20260101T000000000000Z")
+    (index / "cache" / ".tmp-123-embeddings.npz").write_bytes(b"partial")
+    report = build_index(content_copy, index, fake_embedder, force=True)
+    assert report.debris_removed == 3 and "leftover" in report.summary()
+    assert not list(index.glob(".tmp-*")) and not list((index / "cache").glob(".tmp-*"))
+
+
+def test_retired_generation_is_kept_for_a_grace_period(content_copy, tmp_path, fake_embedder):
+    index = tmp_path / "index"
+    for _ in range(3):
+        build_index(content_copy, index, fake_embedder, force=True, keep=2, grace=60)
+    # the oldest was retired seconds ago: a server may still be finishing a request on it
+    assert len(list(index.glob("gen-*"))) == 3
+    report = build_index(content_copy, index, fake_embedder, force=True, keep=2, grace=0)
+    assert len(list(index.glob("gen-*"))) == 2 and len(report.generations_removed) == 2

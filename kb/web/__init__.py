@@ -52,9 +52,10 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
     """Attach the knowledge base, routes, error handlers and security headers to an app."""
     app.json = SafeJSONProvider(app)
     app.extensions["kb"] = knowledge_base
-    from kb.web import routes  # noqa: F401  (registers the views on bp)
+    from kb.web import analytics, routes  # noqa: F401  (registers the views on bp)
 
     app.register_blueprint(bp)
+    analytics.init_app(app)
 
     @app.errorhandler(KBError)
     def handle_kb_error(exc: KBError):

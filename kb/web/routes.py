@@ -8,6 +8,7 @@ from flask import jsonify, render_template, request
 
 from kb.errors import NotFoundError
 from kb.web import bp, kb
+from kb.web.analytics import analytics
 
 
 def _categories():
@@ -62,11 +63,15 @@ def _search_behind(k, g) -> bool:
     return indexed.get(g.slug) != g.content_hash
 
 
-def _search_data() -> dict:
+def _search_data(source: str) -> dict:
+    if request.headers.get("X-Requested-With") == "live-search" or request.args.get("live") == "1":
+        source = "live"  # as-you-type: not recorded unless a result is followed
     k = kb()
     params = k.search_params(request.args)
-    data = k.search(params).as_dict()
+    response = k.search(params)
+    data = response.as_dict()
     data["limit"] = params["limit"]
+    data["search_id"] = analytics().log_search(params, response, source)
     return data
 
 
@@ -83,7 +88,7 @@ def search_page():
     q = request.args.get("q", "") or ""
     if not q.strip():
         return render_template("search.html", data=None, q="", categories=_categories(), params=request.args)
-    data = _search_data()
+    data = _search_data("page")
     issue_url = f"{k.settings['KB_REPO_URL'].rstrip('/')}/issues/new?title={quote_plus('Guide request: ' + q[:150])}&labels=guide-request"
     return render_template("search.html", data=data, q=q, categories=_categories(), params=request.args, issue_url=issue_url)
 
@@ -133,7 +138,7 @@ def tag_page(tag: str):
 # ---- JSON API -----------------------------------------------------------------------------------
 @bp.get("/api/search")
 def api_search():
-    return jsonify(_search_data())
+    return jsonify(_search_data("api"))
 
 
 @bp.get("/api/guides")

@@ -27,6 +27,17 @@
   function sectionHref(hit, q) {
     return "/guides/" + encodeURIComponent(hit.slug) + "?h=" + encodeURIComponent(q) + (hit.anchor ? "#" + encodeURIComponent(hit.anchor) : "");
   }
+  // Which result was followed: the search's random id, the guide and its rank, sent as a beacon (see
+  // followed()); result links on /search also carry a ping attribute. As-you-type searches are not
+  // recorded, so their query goes along and is recorded with the click.
+  function clickAttr(data, slug, rank, q) {
+    if (!data || !data.search_id) return "";
+    return ' data-click="' + escapeHtml("/api/click?s=" + encodeURIComponent(data.search_id) + "&g=" + encodeURIComponent(slug) + "&r=" + rank + "&q=" + encodeURIComponent(q)) + '"';
+  }
+  function followed(link) {
+    var url = link && link.getAttribute("data-click");
+    if (url && navigator.sendBeacon) { try { navigator.sendBeacon(url); } catch (e) { /* analytics never blocks a reader */ } }
+  }
   function isTyping(el) { return !!el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName)); }
 
   // ---- one query in flight at a time: debounce, cancel the stale request, ignore late answers ----
@@ -145,9 +156,9 @@
           }
           var html = [];
           var groups = data.groups || [];
-          groups.forEach(function (g) {
+          groups.forEach(function (g, gi) {
             g.sections.forEach(function (h, i) {
-              html.push('<a role="option" tabindex="-1" aria-selected="false" id="' + input.id + "-opt-" + html.length + '" href="' + escapeHtml(sectionHref(h, q)) + '">' +
+              html.push('<a role="option" tabindex="-1" aria-selected="false" id="' + input.id + "-opt-" + html.length + '" href="' + escapeHtml(sectionHref(h, q)) + '"' + clickAttr(data, g.slug, gi + 1, q) + ">" +
                 (i === 0 ? '<span class="lr-guide">' + escapeHtml(g.title) + "</span>" : "") +
                 '<span class="lr-section">' + escapeHtml(h.heading) + "</span>" +
                 '<span class="lr-snippet">' + h.snippet + "</span></a>");  // snippets are escaped server-side; only <mark> is added
@@ -190,6 +201,7 @@
       } else if (e.key === "Enter") {
         if (!panel.hidden && active >= 0 && opts[active]) {
           e.preventDefault();
+          followed(opts[active]);
           window.location.assign(opts[active].getAttribute("href"));
         }
       } else if (e.key === "Escape") {
@@ -220,10 +232,13 @@
       new FormData(form).forEach(function (v, k) { if (v !== "" || k === "q") p.append(k, String(v).trim()); });
       return p.toString();
     }
+    var committed = false;  // Enter: a search the reader meant, recorded like a page load (no LIVE_HEADER)
     var live = new LiveQuery(
       key,
       function (k, signal) {
-        return fetch("/search?" + k, { signal: signal, headers: Object.assign({ Accept: "text/html" }, LIVE_HEADER) })
+        var headers = committed ? { Accept: "text/html" } : Object.assign({ Accept: "text/html" }, LIVE_HEADER);
+        committed = false;
+        return fetch("/search?" + k, { signal: signal, headers: headers })
           .then(function (r) { return r.text(); });
       },
       {
@@ -256,7 +271,7 @@
 
     input.addEventListener("input", function () { live.schedule(); });
     $all("select", form).forEach(function (s) { s.addEventListener("change", function () { live.run(false); }); });
-    form.addEventListener("submit", function (e) { e.preventDefault(); live.run(true); });
+    form.addEventListener("submit", function (e) { e.preventDefault(); committed = true; live.run(true); });
 
     // arrow keys walk from the box through the result links and back; Escape returns to the box
     function links() { return $all(".results a", region); }
@@ -421,8 +436,18 @@
     tableOfContents();
   }
 
+  function initClicks() {
+    function onFollow(e) {
+      var link = e.target && e.target.closest ? e.target.closest("a[data-click]") : null;
+      if (link && (e.type === "click" || e.button === 1)) followed(link);
+    }
+    document.addEventListener("click", onFollow, true);
+    document.addEventListener("auxclick", onFollow, true);
+  }
+
   function init() {
     initTheme();
+    initClicks();
     $all("form[data-live-search]").forEach(initCombobox);
     initResultsPage();
     initShortcuts();

@@ -1,0 +1,324 @@
+"""Index verification: the live manifest against its files, the configured model and the content folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kb.build import BUILD_COMMAND, CURRENT, content_hash, current_path, debris, read_chunks, read_manifest, sha256_file
+from kb.content import load_guides
+from kb.embedding import resolve_model
+from kb.embedding_cache import EmbeddingCache, cache_path
+from kb.errors import ContentError, KBError
+from kb.glossary import Glossary
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+FULL_COMMAND = f"{BUILD_COMMAND} --full"
+
+
+@dataclass
+class Check:
+    """One verified property of the index, with what was found."""
+
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass
+class Verification:
+    """Everything `flask kb verify` found; `command` is what the maintainer should run next."""
+
+    index_dir: str
+    generation: str = ""
+    summary: str = ""
+    checks: list[Check] = field(default_factory=list)
+    stale: bool = False
+    command: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.generation) and not any(c.status == FAIL for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 healthy and up to date; 1 missing or damaged; 2 healthy but behind the content."""
+        if not self.healthy:
+            return 1
+        return 2 if self.stale else 0
+
+    def add(self, name: str, status: str, detail: str) -> None:
+        self.checks.append(Check(name, status, detail))
+
+    def verdict(self) -> str:
+        if not self.healthy:
+            state = "NOT healthy: searches fail or use a damaged index until it is rebuilt"
+        elif self.stale:
+            state = "healthy and serving, but behind the content"
+        else:
+            state = "healthy and up to date"
+        then = f"Run: {self.command}" if self.command else "Nothing to run."
+        return f"Result: {state}. {then}"
+
+    def format(self) -> str:
+        lines = [f"Index: {self.summary or self.index_dir}"]
+        width = max((len(c.name) for c in self.checks), default=8)
+        for c in self.checks:
+            lines.append(f"  {c.status:<4}  {c.name:<{width}}  {c.detail}")
+        lines.append(self.verdict())
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.healthy,
+            "healthy": self.healthy,
+            "stale": self.stale,
+            "index_dir": self.index_dir,
+            "generation": self.generation,
+            "command": self.command,
+            "checks": [asdict(c) for c in self.checks],
+            "exit_code": self.exit_code,
+        }
+
+
+def _model_dimension(source: str) -> int | None:
+    """The output width a sentence-transformers folder declares, read from its config (no model load)."""
+    folder = Path(source)
+    for rel, key in (("1_Pooling/config.json", "word_embedding_dimension"), ("config.json", "hidden_size")):
+        try:
+            return int(json.loads((folder / rel).read_text(encoding="utf-8"))[key])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _short(items: list[str], n: int = 8) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> Verification:
+    """Check the live generation: manifest, checksums, counts, model, dimension, cache, content, debris.
+
+    Args:
+        index_dir: Folder holding the generations and the `current` link.
+        content_dir: Folder of guides the index should reflect.
+        model: The KB_MODEL setting the site will search with.
+
+    Returns:
+        A Verification; nothing is raised for a broken index, it is reported.
+    """
+    index_dir, content_dir = Path(index_dir), Path(content_dir)
+    v = Verification(str(index_dir))
+    try:
+        model_name, source = resolve_model(model)
+    except KBError as exc:
+        model_name, source = model, ""
+        v.add("model", FAIL, exc.message)
+
+    gen = current_path(index_dir)
+    if gen is None:
+        link = index_dir / CURRENT
+        why = f"{link} points at a missing folder" if link.is_symlink() else f"no index has been built in {index_dir}"
+        v.add("index", FAIL, why)
+        v.command = BUILD_COMMAND
+        _check_debris(v, index_dir)
+        return v
+    v.generation = gen.name
+    try:
+        manifest = read_manifest(gen)
+    except KBError as exc:
+        v.add("manifest", FAIL, exc.message)
+        v.command = FULL_COMMAND
+        return v
+    counts = manifest.get("counts", {})
+    v.summary = (
+        f"{index_dir / CURRENT} -> {gen.name} (built {manifest.get('built_at', '?')}; {counts.get('guides', '?')} guides, "
+        f"{counts.get('chunks', '?')} chunks; {manifest.get('model')}, {manifest.get('dimension')} dimensions)"
+    )
+    broken = False
+
+    # model and dimension
+    if manifest.get("model") != model_name:
+        v.add("model", FAIL, f"index built with {manifest.get('model')!r}, the site is configured for {model_name!r} (KB_MODEL)")
+        broken = True
+    else:
+        v.add("model", OK, f"{model_name}, as configured")
+    expected_dim = _model_dimension(source) if source else None
+    if expected_dim is not None and manifest.get("dimension") != expected_dim:
+        v.add("dimension", FAIL, f"manifest says {manifest.get('dimension')}, the model gives {expected_dim}")
+        broken = True
+    elif expected_dim is not None:
+        v.add("dimension", OK, f"{expected_dim}, as the model gives")
+
+    # files and checksums
+    files: dict[str, str] = manifest.get("files") or {}
+    missing, altered = [], []
+    for rel, digest in files.items():
+        path = gen / rel
+        if not path.is_file():
+            missing.append(rel)
+        elif sha256_file(path) != digest:
+            altered.append(rel)
+    listed = set(files) | {"manifest.json"}
+    extra = sorted(str(p.relative_to(gen)) for p in gen.rglob("*") if p.is_file() and not p.name.endswith(".lock") and str(p.relative_to(gen)) not in listed)
+    if not files:
+        v.add("files", FAIL, "the manifest lists no files")
+        broken = True
+    elif missing or altered:
+        parts = ([f"missing {_short(missing)}"] if missing else []) + ([f"checksum mismatch in {_short(altered)}"] if altered else [])
+        v.add("files", FAIL, "; ".join(parts))
+        broken = True
+    else:
+        v.add("files", OK, f"{len(files)} files present, every sha256 checksum matches")
+    if extra:
+        v.add("extra files", WARN, f"not in the manifest (ignored by the server): {_short(extra)}")
+
+    # counts: chunks, vectors, keyword documents, guides
+    n = counts.get("chunks")
+    chunks = []
+    if not broken:
+        try:
+            chunks = read_chunks(gen)
+            vectors = np.load(gen / "vectors.npy", mmap_mode="r")
+            from kb.keyword_index import KeywordIndex
+            from kb.vector_index import VectorIndex
+
+            faiss_index = VectorIndex(gen / "vectors.faiss")
+            keyword = KeywordIndex(gen / "whoosh")
+            try:
+                kw_docs = keyword.doc_count()
+            finally:
+                keyword.close()
+            found = {"chunks.jsonl": len(chunks), "vectors.npy": int(vectors.shape[0]), "vectors.faiss": faiss_index.count, "whoosh": kw_docs}
+            slugs = {c.slug for c in chunks}
+            dims = {int(vectors.shape[1]), faiss_index.dimension}
+            if any(x != n for x in found.values()):
+                v.add("counts", FAIL, f"manifest says {n} chunks; found " + ", ".join(f"{k} {x}" for k, x in found.items()))
+                broken = True
+            elif len({c.id for c in chunks}) != len(chunks):
+                v.add("counts", FAIL, "chunk ids are not unique")
+                broken = True
+            elif slugs != set(manifest.get("guides", {})) or len(slugs) != counts.get("guides"):
+                v.add("counts", FAIL, f"manifest says {counts.get('guides')} guides; the chunks cover {len(slugs)}")
+                broken = True
+            elif dims != {manifest.get("dimension")}:
+                v.add("counts", FAIL, f"vectors are {sorted(dims)}-dimensional, the manifest says {manifest.get('dimension')}")
+                broken = True
+            else:
+                norms = np.linalg.norm(np.asarray(vectors[: min(len(vectors), 2000)], dtype=np.float32), axis=1) if len(vectors) else np.ones(1)
+                if not np.all(np.abs(norms - 1.0) < 1e-3):
+                    v.add("counts", FAIL, "some vectors are not unit length (damaged vectors.npy)")
+                    broken = True
+                else:
+                    v.add("counts", OK, f"{n} chunks = {n} vectors (npy and faiss) = {n} keyword documents; {len(slugs)} guides")
+        except Exception as exc:  # any parser failure is a damaged index, reported not raised
+            v.add("counts", FAIL, f"could not read the index files ({exc.__class__.__name__}: {str(exc)[:160]})")
+            broken = True
+
+    if not broken:
+        try:
+            from kb.search import Generation
+
+            Generation(gen, model_name).close()
+            v.add("loads", OK, "the server can load this generation")
+        except KBError as exc:
+            v.add("loads", FAIL, exc.message)
+            broken = True
+
+    if not broken and chunks:
+        _check_cache(v, index_dir, manifest, chunks, gen)
+    _check_content(v, content_dir, manifest)
+    _check_debris(v, index_dir)
+    gens = sorted(p.name for p in index_dir.glob("gen-*"))
+    v.add("generations", OK, f"{len(gens)} on disk (live {gen.name}); older ones are removed by the next build")
+
+    if broken:
+        v.command = FULL_COMMAND
+    elif v.stale:
+        v.command = BUILD_COMMAND
+    return v
+
+
+def _check_cache(v: Verification, index_dir: Path, manifest: dict, chunks, gen: Path) -> None:
+    model = manifest.get("model", "")
+    path = cache_path(index_dir, model)
+    if not path.exists():
+        v.add("cache", WARN, f"no embedding cache for {model}: the next build re-embeds every chunk once")
+        return
+    cache = EmbeddingCache.load(index_dir, model)
+    if not len(cache):
+        v.add("cache", WARN, f"{path.name} is unreadable: the next build re-embeds every chunk and rewrites it")
+        return
+    vectors = np.load(gen / "vectors.npy", mmap_mode="r")
+    absent, differ = 0, 0
+    for i, c in enumerate(chunks):
+        vec = cache.get(c.text_hash)
+        if vec is None:
+            absent += 1
+        elif len(vec) != vectors.shape[1] or float(np.max(np.abs(vec - vectors[i]))) > 1e-4:
+            differ += 1
+    if differ:
+        v.add("cache", WARN, f"{differ} cached vectors differ from the live index; run `{FULL_COMMAND}` to re-embed and rewrite the cache")
+    elif absent:
+        v.add("cache", WARN, f"{absent} of {len(chunks)} live chunks are not cached: the next build embeds them again")
+    else:
+        v.add("cache", OK, f"{len(cache)} vectors for {model}; all {len(chunks)} live chunks cached and identical")
+
+
+def _check_content(v: Verification, content_dir: Path, manifest: dict) -> None:
+    try:
+        guides, problems = load_guides(content_dir)
+    except ContentError as exc:
+        v.add("content", WARN, f"cannot read {content_dir}: {exc.problems[0].message if exc.problems else exc.message}")
+        return
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        v.add("guides", WARN, f"{len(errors)} error(s) in the guides: the next build will refuse to run until they are fixed, e.g. {errors[0].format()}")
+    old = manifest.get("guides", {})
+    new = {g.slug: g for g in guides}
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(s for s in new if s in old and old[s] != new[s].content_hash)
+    built = manifest.get("built_at", "")
+    glossary_changed = False
+    try:
+        glossary = Glossary.load(content_dir)
+        glossary_changed = not (added or removed or changed) and manifest.get("content_hash") != content_hash(guides, glossary)
+    except ContentError:
+        pass
+    if added or removed or changed or glossary_changed:
+        v.stale = True
+        parts = []
+        if changed:
+            parts.append("changed " + _short([f"{new[s].category}/{s}.md ({_mtime(new[s].path)})" for s in changed]))
+        if added:
+            parts.append("new " + _short(added))
+        if removed:
+            parts.append("deleted " + _short(removed))
+        if glossary_changed:
+            parts.append("glossary.yml changed")
+        v.add("content", WARN, f"{len(added) + len(changed) + len(removed)} guide(s) differ from the index (built {built}): " + "; ".join(parts))
+    else:
+        v.add("content", OK, f"all {len(guides)} guides in {content_dir} match the index")
+
+
+def _mtime(path: str) -> str:
+    try:
+        stamp = dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.UTC)
+        return "edited " + stamp.isoformat(timespec="seconds")
+    except OSError:
+        return "edited ?"
+
+
+def _check_debris(v: Verification, index_dir: Path) -> None:
+    leftovers = debris(index_dir)
+    if leftovers:
+        v.add(
+            "leftovers",
+            WARN,
+            f"{_short([p.name for p in leftovers], 4)} left by an interrupted build; harmless (never served), the next build removes them",
+        )

@@ -1,0 +1,250 @@
+"""Analytics hooks: searches and followed results are recorded; guide pages ask "Was this helpful?".
+
+Nothing here identifies a reader. Result links stay clean guide URLs; a followed result is reported
+to /api/click with the search's random id by the link's `ping` attribute (the browser does it,
+no script needed) and by a beacon from search.js, without cookies. Feedback forms carry a signed token and
+must come from this site (Origin / Referer / Sec-Fetch-Site); posts are rate-limited per client
+by a keyed hash of the IP address held in memory only, never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, jsonify, redirect, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.exc import SQLAlchemyError
+
+from kb.errors import KBError, NotFoundError, QueryError
+from kb.store import SEARCH_ID, ClickEvent, Recorder, SearchEvent, Store, database_url, new_search_id, redact_url
+from kb.web import bp, error_response, kb
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_TOKEN_MAX_AGE = 2 * 24 * 3600
+FEEDBACK_LIMIT = 5  # posts per client per window
+FEEDBACK_WINDOW = 600.0  # seconds
+
+
+class Forbidden(KBError):
+    """A form post that did not come from this site's own page."""
+
+    status = 403
+
+
+class RateLimited(KBError):
+    """Too many posts from one client in a short time."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(KBError):
+    """The analytics database could not take a write the reader is waiting for."""
+
+    status = 503
+
+
+class RateLimiter:
+    """Sliding-window limit per client, keyed by a salted hash of the address, in memory only.
+
+    The salt is random per process and never stored, so the keys cannot be reversed or matched
+    with anything after a restart. Each worker process limits on its own.
+    """
+
+    def __init__(self, limit: int = FEEDBACK_LIMIT, window: float = FEEDBACK_WINDOW, max_clients: int = 10000):
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self._salt = secrets.token_bytes(16)
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, address: str) -> str:
+        return hmac.new(self._salt, (address or "?").encode(), hashlib.sha256).hexdigest()[:20]
+
+    def hit(self, address: str, now: float | None = None) -> int:
+        """Count one post; return 0 if allowed, else the seconds until the client may post again."""
+        now = time.monotonic() if now is None else now
+        key = self.key(address)
+        with self._lock:
+            times = self._hits.pop(key, deque())
+            while times and now - times[0] >= self.window:
+                times.popleft()
+            if len(times) >= self.limit:
+                self._hits[key] = times
+                return max(1, int(self.window - (now - times[0])) + 1)
+            times.append(now)
+            self._hits[key] = times
+            while len(self._hits) > self.max_clients:
+                self._hits.popitem(last=False)
+            return 0
+
+
+class Analytics:
+    """The site's analytics and feedback: one Store, one background Recorder, one limiter."""
+
+    def __init__(self, settings: dict, secret_key: str | bytes | None = None):
+        self.enabled = bool(settings["KB_LOG_SEARCHES"])
+        self.store = Store(database_url(settings["KB_DATABASE_URL"], settings["KB_INDEX_DIR"]), settings["KB_ANALYTICS_RETENTION_DAYS"])
+        self.recorder = Recorder(self.store)
+        self.limiter = RateLimiter()
+        self._secret_key = secret_key
+        self._serializer: URLSafeTimedSerializer | None = None
+        self._lock = threading.Lock()
+
+    # ---- searches and clicks ----------------------------------------------------------------------
+    def log_search(self, params: dict, response, source: str) -> str | None:
+        """Record a search (never raises); returns its id for result links, or None when logging is off.
+
+        As-you-type requests (`source == "live"`) are not recorded: a search typed letter by letter
+        would log every prefix. Their results still carry an id, and a followed one records the
+        search together with the click.
+        """
+        if not self.enabled:
+            return None
+        search_id = new_search_id()
+        if source != "live":
+            self.recorder.submit(
+                SearchEvent(
+                    search_id,
+                    params["q"],
+                    params["mode"],
+                    len(response.groups),
+                    response.took_ms,
+                    params.get("category"),
+                    params.get("tag"),
+                    source,
+                )
+            )
+        return search_id
+
+    def log_click(self, search_id: str, slug: str, rank: int | None, query: str | None) -> None:
+        if self.enabled:
+            self.recorder.submit(ClickEvent(search_id, slug, rank, query))
+
+    # ---- feedback forms ---------------------------------------------------------------------------
+    def serializer(self) -> URLSafeTimedSerializer:
+        with self._lock:
+            if self._serializer is None:
+                key = self._secret_key
+                if not key:
+                    try:
+                        key = self.store.secret()  # shared by every worker and machine on this database
+                    except Exception as exc:
+                        key = secrets.token_bytes(32)
+                        log.warning("feedback forms signed with a per-process key (database %s: %s)", redact_url(self.store.url), exc.__class__.__name__)
+                self._serializer = URLSafeTimedSerializer(key, salt="kb-feedback")
+            return self._serializer
+
+    def form_token(self, slug: str) -> str:
+        return self.serializer().dumps(slug)
+
+    def check_token(self, slug: str, token: str) -> None:
+        try:
+            if self.serializer().loads(token or "", max_age=FEEDBACK_TOKEN_MAX_AGE) == slug:
+                return
+        except SignatureExpired as exc:
+            raise Forbidden("this form has expired; reload the page and send your feedback again") from exc
+        except BadSignature:
+            pass
+        raise Forbidden("this form could not be verified; reload the guide page and send your feedback from there")
+
+
+def analytics() -> Analytics:
+    return current_app.extensions["kb_analytics"]
+
+
+def _same_origin() -> bool:
+    """True unless the browser says the post came from another site."""
+    host = request.host.lower()
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin != "null" and urlsplit(origin).netloc.lower() == host
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    referer = request.headers.get("Referer")
+    if referer:
+        return urlsplit(referer).netloc.lower() == host
+    return True  # non-browser clients send neither header; the signed token is still required
+
+
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" or request.path.startswith("/api/")
+
+
+@bp.post("/api/click")
+def api_click():
+    """A followed result: `s` search id, `g` guide slug, `r` rank, and `q` for as-you-type results.
+
+    Sent by the browser itself through the result link's `ping` attribute (no JavaScript needed
+    where pings are enabled) and by search.js with navigator.sendBeacon; a repeat is ignored.
+    Always 204: a reader's navigation never waits on or fails because of this.
+    """
+    search_id = request.args.get("s", "")
+    slug = request.args.get("g", "")
+    raw_rank = request.args.get("r", "")
+    if SEARCH_ID.match(search_id) and slug in kb().library.snapshot().by_slug:
+        rank = int(raw_rank) if raw_rank.isdigit() and 0 < int(raw_rank) <= 1000 else None
+        query = (request.args.get("q") or "")[:300] or None
+        try:
+            analytics().log_click(search_id, slug, rank, query)
+        except Exception:  # never let analytics reach a reader
+            log.exception("could not queue a click")
+    resp = current_app.response_class(status=204)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.post("/guides/<slug>/feedback")
+def guide_feedback(slug: str):
+    a = analytics()
+    if slug not in kb().library.snapshot().by_slug:
+        raise NotFoundError(f"no guide called '{slug[:80]}'")
+    if not _same_origin():
+        raise Forbidden("feedback can only be sent from this site's own guide pages")
+    a.check_token(slug, request.form.get("token", ""))
+    helpful_raw = (request.form.get("helpful") or "").strip().lower()
+    if helpful_raw not in ("yes", "no"):
+        raise QueryError("field 'helpful' must be 'yes' or 'no'", "helpful")
+    comment = request.form.get("comment") or ""
+    if len(comment) > 1000:
+        raise QueryError(f"field 'comment' is {len(comment)} characters long; the limit is 1000", "comment")
+    wait = a.limiter.hit(request.remote_addr or "")
+    if wait:
+        raise RateLimited(f"thanks, but that is a lot of feedback at once; please try again in {wait} seconds", wait)
+    try:
+        a.store.add_feedback(slug, helpful_raw == "yes", comment)
+    except SQLAlchemyError as exc:
+        log.error("could not store feedback in %s: %s", redact_url(a.store.url), exc.__class__.__name__)
+        raise StoreUnavailable("your feedback could not be saved just now; please try again later") from exc
+    if _wants_json():
+        return jsonify({"ok": True, "slug": slug, "helpful": helpful_raw == "yes"})
+    return redirect(f"/guides/{slug}?feedback=thanks#feedback", code=303)
+
+
+def init_app(app: Flask) -> None:
+    """Create the store and recorder for this app and make `feedback_token` available to templates."""
+    settings = app.extensions["kb"].settings
+    a = Analytics(settings, app.config.get("SECRET_KEY"))
+    app.extensions["kb_analytics"] = a
+    app.jinja_env.globals["feedback_token"] = a.form_token
+
+    @app.errorhandler(RateLimited)
+    def _rate_limited(exc: RateLimited):
+        resp, status = error_response(exc.status, exc.message)
+        resp = app.make_response((resp, status))
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
