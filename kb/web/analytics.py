@@ -210,6 +210,21 @@ def api_click():
 
 @bp.post("/guides/<slug>/feedback")
 def guide_feedback(slug: str):
+    """Store "Was this helpful?": a form post (303 back to the guide) or, with Accept: JSON, an API call."""
+    try:
+        return _feedback(slug)
+    except KBError as exc:
+        if not _wants_json():
+            raise
+        extra = {"param": exc.param} if getattr(exc, "param", None) else {}
+        resp = jsonify({"ok": False, "error": exc.message, "status": exc.status, **extra})
+        resp.status_code = exc.status
+        if isinstance(exc, RateLimited):
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
+
+
+def _feedback(slug: str):
     a = analytics()
     if slug not in kb().library.snapshot().by_slug:
         raise NotFoundError(f"no guide called '{slug[:80]}'")

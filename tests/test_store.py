@@ -1,0 +1,161 @@
+"""kb.store against SQLite and against a real PostgreSQL server started for the session."""
+
+import datetime as dt
+import os
+
+import pytest
+from sqlalchemy import inspect, select
+
+from kb.store import ClickEvent, Recorder, SearchEvent, Store, clicks, database_url, feedback, metadata, new_search_id, normalise_query, searches
+from tests.pg_server import TemporaryPostgres
+
+GUIDES = {"psa-resits": "What happens if you fail the PSA?", "ward-round-basics": "Ward rounds", "study-groups": "Study groups"}
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A PostgreSQL URL: KB_TEST_DATABASE_URL, or a throwaway cluster on loopback for this session."""
+    url = os.environ.get("KB_TEST_DATABASE_URL")
+    if url:
+        yield database_url(url, ".")
+        return
+    server = TemporaryPostgres().start()  # raises (fails the tests) when PostgreSQL is not installed
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'analytics.sqlite3'}", retention_days=30)
+    else:
+        s = Store(request.getfixturevalue("pg_url"), retention_days=30)
+        metadata.drop_all(s.engine)  # each test starts from empty tables
+    yield s
+    s.dispose()
+
+
+def search(store, query, results, clicked=None, **kw):
+    sid = new_search_id()
+    events = [SearchEvent(sid, query, kw.pop("mode", "hybrid"), results, 12.5, **kw)]
+    if clicked:
+        events.append(ClickEvent(sid, clicked, 1))
+    store.write(events)
+    return sid
+
+
+def test_store_backend_is_what_was_asked(store):
+    assert store.dialect in ("sqlite", "postgresql")
+    store.ensure_schema()
+    assert {"searches", "clicks", "feedback", "kb_settings"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_report_lists_top_zero_result_unclicked_queries_and_guides(store):
+    search(store, "PSA resit", 3, clicked="psa-resits")
+    search(store, "psa   RESIT ", 3)
+    search(store, "ward round", 2)
+    search(store, "parking at the hospital", 0)
+    search(store, "parking at the hospital", 0)
+    store.write([ClickEvent(new_search_id(), "ward-round-basics", 2, query="ward round etiquette")])  # an as-you-type result followed
+    r = store.report(days=30, limit=10, guides=GUIDES)
+    assert r["totals"] == {"searches": 6, "distinct_queries": 4, "zero_result_searches": 2, "searches_with_click": 2}
+    top = {q["query"]: q for q in r["top_queries"]}
+    assert top["psa resit"]["searches"] == 2 and top["psa resit"]["clicked"] == 1 and top["psa resit"]["avg_results"] == 3.0
+    assert r["top_queries"][0]["query"] in ("psa resit", "parking at the hospital")
+    assert r["zero_results"] == [{"query": "parking at the hospital", "searches": 2, "last": r["zero_results"][0]["last"]}]
+    assert [q["query"] for q in r["no_click"]] == ["ward round"]
+    assert {g["slug"]: g["clicks"] for g in r["clicked_guides"]} == {"psa-resits": 1, "ward-round-basics": 1}
+    assert [g["slug"] for g in r["never_clicked"]] == ["study-groups"]
+    live = [q for q in r["top_queries"] if q["query"] == "ward round etiquette"]
+    assert live and live[0]["clicked"] == 1
+
+
+def test_repeated_clicks_and_search_ids_are_recorded_once(store):
+    sid = search(store, "psa", 2)
+    store.write([ClickEvent(sid, "psa-resits", 1), ClickEvent(sid, "psa-resits", 1)])  # the ping and the beacon
+    store.write([ClickEvent(sid, "psa-resits", 1, query="psa")])
+    store.write([SearchEvent(sid, "psa", "hybrid", 2)])
+    with store.engine.connect() as conn:
+        assert conn.execute(select(clicks)).all().__len__() == 1
+        assert conn.execute(select(searches)).all().__len__() == 1
+
+
+def test_queries_are_normalised_and_redacted_times_rounded_to_the_hour(store):
+    search(store, "  Email ME at jo.bloggs@student.ac.uk or 07700 900123  ", 1, mode="keyword", category="psa")
+    with store.engine.connect() as conn:
+        row = conn.execute(select(searches)).one()
+    assert row.query == "email me at <email> or <number>"
+    assert row.mode == "keyword" and row.category == "psa" and row.results == 1 and row.took_ms == 12.5 and row.source == "page"
+    assert row.at.minute == 0 and row.at.second == 0
+    assert normalise_query("GMC 7654321") == "gmc <number>" and normalise_query("a\x00b") == "a b"
+
+
+def test_feedback_is_listed_by_negative_answers_with_comments(store):
+    store.add_feedback("psa-resits", False, "Nothing about resit fees")
+    store.add_feedback("psa-resits", False, None)
+    store.add_feedback("psa-resits", True)
+    store.add_feedback("study-groups", True, "great")
+    store.add_feedback("ward-round-basics", False, "write to me: a@b.co")
+    r = store.report(guides=GUIDES)
+    assert [(f["slug"], f["no"], f["yes"]) for f in r["feedback"]] == [("psa-resits", 2, 1), ("ward-round-basics", 1, 0), ("study-groups", 0, 1)]
+    assert r["feedback"][0]["comments"] == ["Nothing about resit fees"]
+    assert r["feedback"][1]["comments"] == ["write to me: <email>"]
+
+
+def test_retention_purges_old_rows(store):
+    old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=45)
+    sid = new_search_id()
+    store.write([SearchEvent(sid, "old question", "hybrid", 0, at=old), ClickEvent(sid, "psa-resits", 1, at=old)])
+    store.add_feedback("psa-resits", False, "old", at=old)
+    search(store, "new question", 0)
+    assert store.purge() == {"searches": 1, "clicks": 1, "feedback": 1}
+    r = store.report(days=3650)
+    assert [q["query"] for q in r["zero_results"]] == ["new question"] and r["feedback"] == []
+
+
+def test_form_secret_is_shared_by_every_process_on_the_database(store):
+    other = Store(store.url)
+    try:
+        assert store.secret() == other.secret() and len(store.secret()) == 32
+    finally:
+        other.dispose()
+
+
+def test_recorder_writes_in_the_background(store):
+    rec = Recorder(store)
+    sid = new_search_id()
+    assert rec.submit(SearchEvent(sid, "background", "hybrid", 1)) and rec.submit(ClickEvent(sid, "psa-resits", 1))
+    assert rec.flush(10)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(searches.c.query)).scalar() == "background"
+        assert conn.execute(select(clicks.c.slug)).scalar() == "psa-resits"
+        assert conn.execute(select(feedback)).first() is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////proc/no-such-dir/analytics.sqlite3", "postgresql+psycopg://nobody@127.0.0.1:1/none"],
+    ids=["unwritable-sqlite", "unreachable-postgresql"],
+)
+def test_recorder_swallows_database_failures(url, caplog):
+    rec = Recorder(Store(url))
+    for _ in range(3):
+        assert rec.submit(SearchEvent(new_search_id(), "q", "hybrid", 1)) is True
+    assert rec.flush(30)
+    assert rec.failed == 3 and "could not record" in caplog.text
+
+
+def test_recorder_drops_when_its_queue_is_full(tmp_path):
+    rec = Recorder(Store(f"sqlite:///{tmp_path / 'a.sqlite3'}"), max_queue=1)
+    rec._ensure_thread = lambda: None  # no writer: the queue fills up
+    assert rec.submit(SearchEvent(new_search_id(), "a", "hybrid", 1))
+    assert rec.submit(SearchEvent(new_search_id(), "b", "hybrid", 1)) is False and rec.dropped == 1
+
+
+def test_database_url_defaults_and_driver():
+    assert database_url("", "/srv/index") == "sqlite:////srv/index/analytics.sqlite3"
+    assert database_url("postgres://u:p@db/kb", ".") == "postgresql+psycopg://u:p@db/kb"
+    assert database_url("postgresql://u@db/kb", ".") == "postgresql+psycopg://u@db/kb"
+    assert database_url("sqlite:////tmp/x.db", ".") == "sqlite:////tmp/x.db"
