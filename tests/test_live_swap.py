@@ -1,0 +1,175 @@
+"""Rebuilding under a running server: searches in a loop see 0 failures and 0 mixed-generation responses.
+
+Each build changes one guide's "Generation marker N" section, so every response can be checked:
+its hits must come from the generation it names, and only from that one.
+"""
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from app import create_app
+from kb.build import build_index, current_path
+from tests.conftest import ROOT
+from tests.fakes import HashEmbedder
+
+MARKER = re.compile(r"Generation marker (\d+)")
+BUILDS = 6
+
+
+def set_marker(content, n):
+    path = content / "psa" / "psa-resits.md"
+    text = re.sub(r"\n## Generation marker \d+\n.*", "", path.read_text(), flags=re.S)
+    path.write_text(text + f"\n## Generation marker {n}\n\nThis section was written by build number {n} of the swap test.\n")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hammer(base, stop, results):
+    """Search in a loop until told to stop; record (status, generation, markers) or the exception."""
+    i = 0
+    while not stop.is_set():
+        mode = ("keyword", "hybrid")[i % 2]
+        i += 1
+        try:
+            with urllib.request.urlopen(f"{base}/api/search?q=generation+marker&mode={mode}&limit=10&spell=0", timeout=20) as r:
+                data = json.loads(r.read())
+                results.append((r.status, data["generation"], [int(m) for h in data["hits"] for m in MARKER.findall(h["heading"])]))
+        except Exception as exc:  # counted as a failed request
+            results.append(("error", repr(exc)[:200], []))
+
+
+def run_swaps(content, index, embedder, base, clients=4):
+    expected = {}
+    set_marker(content, 0)
+    expected[build_index(content, index, embedder).generation] = 0
+    stop, results = threading.Event(), []
+    threads = [threading.Thread(target=hammer, args=(base, stop, results)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        for n in range(1, BUILDS + 1):
+            set_marker(content, n)
+            report = build_index(content, index, embedder)  # default grace: what scripts/build_index.py does
+            assert report.changed == ["psa-resits"] and report.keyword_mode.startswith("updated")
+            expected[report.generation] = n
+            time.sleep(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    return (results, *classify(results, expected), expected)
+
+
+def classify(results, expected):
+    """(failed, mixed, generations seen): a response is mixed unless its hits carry exactly its generation's marker."""
+    failed = [r for r in results if r[0] != 200]
+    mixed = [r for r in results if r[0] == 200 and (r[1] not in expected or r[2] != [expected[r[1]]])]
+    return failed, mixed, {r[1] for r in results if r[0] == 200}
+
+
+def test_classify_catches_torn_responses():
+    expected = {"gen-a": 0, "gen-b": 1}
+    results = [
+        (200, "gen-a", [0]),
+        (200, "gen-b", [0]),
+        (200, "gen-b", [0, 1]),
+        (200, "gen-b", []),
+        (200, "gen-x", [1]),
+        ("error", "boom", []),
+        (200, "gen-b", [1]),
+    ]
+    failed, mixed, seen = classify(results, expected)
+    assert len(failed) == 1 and len(mixed) == 4 and seen == {"gen-a", "gen-b", "gen-x"}
+
+
+@pytest.fixture
+def swap_site(content_copy, tmp_path):
+    embedder = HashEmbedder()
+    index = tmp_path / "index"
+    set_marker(content_copy, 0)
+    build_index(content_copy, index, embedder)
+    return content_copy, index, embedder, tmp_path
+
+
+def test_swaps_under_a_threaded_server(swap_site):
+    from werkzeug.serving import make_server
+
+    content, index, embedder, tmp = swap_site
+    app = create_app(
+        {"KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0, "KB_DATABASE_URL": f"sqlite:///{tmp / 'a.sqlite3'}"},
+        embedder=embedder,
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        results, failed, mixed, seen, expected = run_swaps(content, index, embedder, f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    print(f"threaded server: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}")
+    assert len(results) > 50
+    assert failed == [] and mixed == []
+    assert len(seen) >= 4  # the server really switched generations while being searched
+
+
+@pytest.mark.slow
+def test_swaps_under_gunicorn_workers(swap_site):
+    content, index, embedder, tmp = swap_site
+    (tmp / "swap_wsgi.py").write_text(
+        textwrap.dedent(
+            f"""
+            from app import create_app
+            from tests.fakes import HashEmbedder
+            app = create_app({{"KB_CONTENT_DIR": {str(content)!r}, "KB_INDEX_DIR": {str(index)!r}, "KB_RELOAD_INTERVAL": 0.2,
+                               "KB_DATABASE_URL": "sqlite:///{tmp / "a.sqlite3"}"}}, embedder=HashEmbedder())
+            """
+        )
+    )
+    port = free_port()
+    log_path = tmp / "gunicorn.log"  # a file, not a pipe: a full pipe would block the workers' access log
+    log_file = open(log_path, "w")  # noqa: SIM115
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "60", "--log-level", "warning", "swap_wsgi:app"],
+        cwd=ROOT,
+        env={**__import__("os").environ, "PYTHONPATH": f"{tmp}:{ROOT}"},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/api/search?q=psa", timeout=5).read()
+                break
+            except Exception:
+                assert server.poll() is None, log_path.read_text()
+                time.sleep(0.3)
+        results, failed, mixed, seen, expected = run_swaps(content, index, embedder, base)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log_file.close()
+    log = log_path.read_text()
+    print(f"gunicorn, 2 workers: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}")
+    assert len(results) > 50, log
+    assert failed == [] and mixed == [], (failed[:3], mixed[:3], log[-2000:])
+    assert len(seen) >= 4
+    assert "Traceback" not in log
+    # old generations go once their grace period is over
+    report = build_index(content, index, embedder, force=True, grace=0)
+    assert len(list(index.glob("gen-*"))) == 2 and current_path(index).name == report.generation
