@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # Up to this many passages a build encodes with numpy (fast start); more go to the full model
 # (faster per passage once loaded). Measured crossover on a 2-core machine: docs/BENCHMARKS.md.
-SMALL_BATCH = 32
+SMALL_BATCH = 64
 
 
 class UnsupportedModel(Exception):
@@ -158,14 +158,19 @@ class NumpyBertEncoder:
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
     def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         rows = range(len(texts))
         if progress and texts:
             from tqdm import tqdm
 
             rows = tqdm(rows, desc="Embedding", unit="chunk", leave=False)
-        for i in rows:
-            out[i] = self.encode_one(texts[i])
+        # One BLAS thread: these matrices are small (one passage, 384 wide), and OpenBLAS's thread
+        # hand-offs cost more than they save, ten times more on a busy machine (docs/BENCHMARKS.md).
+        with threadpool_limits(limits=1, user_api="blas"):
+            for i in rows:
+                out[i] = self.encode_one(texts[i])
         return out
 
 

@@ -98,7 +98,8 @@ class BuildReport:
                 how = f"new or changed sections of {len(self.embedded_by_guide)} guides"
             else:
                 how = ", ".join(f"{s} {e} of {t} chunks" for s, (e, t) in sorted(self.embedded_by_guide.items()))
-            lines.append(f"  embedded {self.embedded} chunks in {self.embed_seconds:.2f} s with {self.encoder or 'the model'}: {how}")
+            plural = "s" if self.embedded != 1 else ""
+            lines.append(f"  embedded {self.embedded} chunk{plural} in {self.embed_seconds:.2f} s with {self.encoder or 'the model'}: {how}")
         else:
             lines.append("  embedded nothing: every chunk's vector came from the cache")
         if self.debris_removed:
