@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run dev test test-fast build check lint bench eval clean
+.PHONY: install run dev test test-fast build verify report check lint bench eval clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ install: $(VENV)/.installed
 
 build: install
 	$(PY) scripts/build_index.py
+
+verify: install
+	$(PY) scripts/verify_index.py
+
+report: install
+	$(VENV)/bin/flask --app app kb report
 
 run: install
 	$(PY) scripts/build_index.py --if-stale --quiet
