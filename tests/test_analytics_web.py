@@ -56,6 +56,10 @@ def test_searches_are_logged_from_the_page_and_the_api_but_not_as_you_type(site)
     html = c.get("/search?q=resit").get_data(as_text=True)
     api = c.get("/api/search?q=question+banks&mode=keyword").get_json()
     live = c.get("/api/search?q=ques&live=1").get_json()
+    # search.js marks keystroke requests with this header, for the dropdown and for /search itself
+    assert c.get("/api/search?q=quest", headers={"X-Requested-With": "live-search"}).status_code == 200
+    live_page = c.get("/search?q=questi", headers={"X-Requested-With": "live-search"}).get_data(as_text=True)
+    assert re.search(r'data-click="/api/click\?s=[0-9a-f]{16}&amp;g=[a-z-]+&amp;r=1&amp;q=questi"', live_page)
     assert re.fullmatch(r"[0-9a-f]{16}", api["search_id"]) and re.fullmatch(r"[0-9a-f]{16}", live["search_id"])
     flush(app)
     logged = rows(site.db, "select query, mode, source, results from searches order by id")
@@ -63,7 +67,7 @@ def test_searches_are_logged_from_the_page_and_the_api_but_not_as_you_type(site)
     assert logged[0][3] > 0
     # result links stay clean guide URLs; the click is reported by ping / beacon with the search id
     sid = re.search(r'ping="/api/click\?s=([0-9a-f]{16})&amp;g=psa-resits&amp;r=1"', html).group(1)
-    assert 'href="/guides/psa-resits?h=resit#can-i-resit-the-psa"' in html and f'data-click="/api/click?s={sid}&amp;g=psa-resits&amp;r=1"' in html
+    assert 'href="/guides/psa-resits?h=resit#can-i-resit-the-psa"' in html and f'data-click="/api/click?s={sid}&amp;g=psa-resits&amp;r=1&amp;q=resit"' in html
 
 
 def test_click_endpoint_records_once_and_ignores_junk(site):
