@@ -74,8 +74,11 @@ def gunicorn(content: Path, index: Path, *, workers: int = 1, env: dict | None =
 @contextlib.contextmanager
 def threaded_server(app) -> Iterator[str]:
     """Serve a Flask app object from a background thread; yield its base URL."""
+    import logging
+
     from werkzeug.serving import make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

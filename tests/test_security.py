@@ -539,3 +539,194 @@ def test_production_server_headers_banner_traversal_and_limits(fixture_index, tm
         assert 400 <= status < 500 and b"Traceback" not in data
     text = log.read_text()
     assert "Traceback" not in text and "Booting worker" in text
+
+
+# ---- in a real browser: no dialog fires, the layout holds --------------------------------------
+
+# Runs before any page script, in every frame: records dialogs and CSP violations instead of
+# letting a dialog block the page, so one visit reports everything that tried to run.
+RECORDER = """
+(function () {
+  window.__dialogs = [];
+  window.__csp = [];
+  ["alert", "confirm", "prompt", "print"].forEach(function (name) {
+    window[name] = function (message) { window.__dialogs.push(name + ":" + String(message)); return null; };
+  });
+  document.addEventListener("securitypolicyviolation", function (e) {
+    window.__csp.push(e.violatedDirective + " " + e.blockedURI + " " + (e.sample || ""));
+  });
+})();
+"""
+
+# The live DOM after scripts ran (and after live search wrote results with innerHTML).
+DOM_SCAN = """
+var out = [];
+document.querySelectorAll("*").forEach(function (el) {
+  var tag = el.tagName.toLowerCase();
+  if (["iframe", "object", "embed", "svg", "math", "base", "frame", "style"].indexOf(tag) >= 0) out.push(tag);
+  if (tag === "script" && ["/static/theme.js", "/static/search.js"].indexOf(el.getAttribute("src")) < 0) out.push("script " + el.getAttribute("src"));
+  for (var i = 0; i < el.attributes.length; i++) {
+    var a = el.attributes[i];
+    if (/^on/i.test(a.name) || a.name === "style" && el.closest("#guide-body, #live-results, #results")) out.push(tag + " " + a.name + "=" + a.value);
+    if (/^(href|src|action|formaction|xlink:href|data)$/i.test(a.name) && /^\\s*(javascript|vbscript|data):/i.test(a.value.replace(/[\\t\\n\\r]/g, ""))) out.push(tag + " " + a.name + "=" + a.value);
+  }
+});
+return out;
+"""
+
+# The page skeleton survives whatever the guide contains: no horizontal overflow, one header,
+# main and footer in order, nothing positioned out of the article flow.
+LAYOUT = """
+var out = [];
+var doc = document.documentElement;
+if (doc.scrollWidth > window.innerWidth + 1) out.push("horizontal overflow " + doc.scrollWidth + " > " + window.innerWidth);
+["header.site-header", "main#main", "footer.site-footer"].forEach(function (sel) {
+  if (document.querySelectorAll(sel).length !== 1) out.push("expected one " + sel);
+});
+var body = document.getElementById("guide-body");
+if (body) {
+  if (!body.closest("article.guide")) out.push("guide body escaped its article");
+  var sources = document.querySelector("section.sources");
+  if (!sources || !(body.compareDocumentPosition(sources) & Node.DOCUMENT_POSITION_FOLLOWING)) out.push("sources no longer follow the guide body");
+  body.querySelectorAll("*").forEach(function (el) {
+    var pos = getComputedStyle(el).position;
+    if (pos === "fixed" || pos === "absolute" || pos === "sticky") out.push("positioned " + el.tagName + " " + pos);
+    var r = el.getBoundingClientRect();
+    if (r.width > doc.clientWidth + 1) out.push("too wide " + el.tagName + " " + Math.round(r.width));
+  });
+  var footer = document.querySelector("footer.site-footer");
+  if (footer && footer.getBoundingClientRect().top < body.getBoundingClientRect().bottom - 1) out.push("footer overlaps the guide");
+}
+return out;
+"""
+
+CSP_OFF = "default-src * 'unsafe-inline' 'unsafe-eval' data: blob:"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    os = __import__("os")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("unhandledPromptBehavior", "ignore")
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER})
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module", params=["production-csp", "csp-disabled"])
+def hostile_site(request, hostile):
+    """The hostile site behind a real socket, with the production CSP, or with no CSP at all so the
+    sanitiser alone is on trial. Each serves a control page that does run script."""
+    from flask import Response
+
+    from tests.live import threaded_server
+
+    content = hostile["content"]
+    index = Path(hostile["app"].config["KB_INDEX_DIR"])
+    app = create_app({"KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=HashEmbedder())
+    app.add_url_rule("/control", "control", lambda: Response("<p>control</p><script>alert('control')</script><img src=x onerror=alert('control2')>"))
+    if request.param == "csp-disabled":
+
+        @app.after_request
+        def no_csp(resp):  # runs before the site's hook, whose setdefault then leaves this in place
+            resp.headers["Content-Security-Policy"] = CSP_OFF
+            return resp
+
+    with threaded_server(app) as base:
+        yield request.param, base
+
+
+def visit(driver, url: str) -> dict:
+    from selenium.common.exceptions import NoAlertPresentException, UnexpectedAlertPresentException
+
+    native = None
+    try:
+        driver.get(url)
+        driver.execute_script("return new Promise(function (r) { setTimeout(r, 100); });")  # let late handlers (focus, toggle) fire
+        found = driver.execute_script("return {dialogs: window.__dialogs || [], csp: window.__csp || []};")
+    except UnexpectedAlertPresentException as exc:
+        native, found = exc.alert_text or "dialog", {"dialogs": [], "csp": []}
+    try:
+        alert = driver.switch_to.alert  # a dialog that bypassed the recorder (another frame)
+        native = native or alert.text
+        alert.dismiss()
+    except NoAlertPresentException:
+        pass
+    if native:
+        found["dialogs"].append("native:" + native)
+    return found
+
+
+@pytest.mark.browser
+def test_the_dialog_detector_itself_works(browser, hostile_site):
+    """Control: a page that really runs script is caught (or, under the CSP, blocked and reported)."""
+    mode, base = hostile_site
+    found = visit(browser, base + "/control")
+    if mode == "csp-disabled":
+        assert "alert:control" in found["dialogs"] and "alert:control2" in found["dialogs"], found
+    else:
+        assert found["dialogs"] == [] and any("script-src" in v for v in found["csp"]), found
+
+
+@pytest.mark.browser
+def test_no_dialog_fires_and_the_layout_holds_on_every_hostile_page(browser, hostile_site, hostile):
+    mode, base = hostile_site
+    problems = {}
+    for url in hostile_urls(hostile["slugs"]):
+        found = visit(browser, base + url)
+        if found["dialogs"] or (mode == "production-csp" and found["csp"]):
+            problems[url] = found  # under the real CSP, not even a blocked attempt is allowed
+        dom = browser.execute_script(DOM_SCAN)
+        if dom:
+            problems[url + " (DOM)"] = dom
+        layout = browser.execute_script(LAYOUT)
+        if layout:
+            problems[url + " (layout)"] = layout
+    assert problems == {}
+
+
+@pytest.mark.browser
+def test_live_search_renders_hostile_results_inert(browser, hostile_site):
+    """The type-ahead dropdown and the results page write API data with innerHTML: nothing may run."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    mode, base = hostile_site
+    for page, box_id, field in (("/guides/vector-0", "live-results", "q"), ("/search?q=vector", "results", "page-q")):
+        visit(browser, base + page)
+        box = browser.find_element(By.ID, box_id)
+        before = box.get_attribute("innerHTML")
+        field_el = browser.find_element(By.ID, field)
+        field_el.clear()
+        field_el.send_keys("alert vector section onerror")
+        WebDriverWait(browser, 10).until(
+            lambda d, box=box, before=before: box.get_attribute("innerHTML") != before and "Searching" not in box.get_attribute("innerHTML")
+        )
+        WebDriverWait(browser, 10).until(lambda d, box=box: len(box.find_elements(By.CSS_SELECTOR, "a")) > 3)
+        browser.execute_script("return new Promise(function (r) { setTimeout(r, 200); });")
+        found = browser.execute_script("return {dialogs: window.__dialogs, csp: window.__csp};")
+        assert found["dialogs"] == [], (page, found)
+        if mode == "production-csp":
+            assert found["csp"] == [], (page, found)
+        assert browser.execute_script(DOM_SCAN) == [], page
+        assert "Vector" in box.text  # hostile titles are shown, as text
