@@ -389,3 +389,69 @@ def test_broken_taxonomy_or_glossary_is_a_content_error_not_a_crash(site, name, 
     with pytest.raises(ContentError) as info:
         build_index(content, index, embedder, force=True)
     assert any(name in p.path for p in info.value.problems), [p.format() for p in info.value.problems]
+
+
+# ---- the same, end to end, on the production server -----------------------------------------------
+
+
+def _get(url: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def _until(predicate, timeout: float = 60.0, streak: int = 6):
+    """Poll until `predicate()` holds `streak` times in a row (so every worker has been seen)."""
+    import time
+
+    deadline, seen, last = time.monotonic() + timeout, 0, None
+    while time.monotonic() < deadline:
+        ok, last = predicate()
+        seen = seen + 1 if ok else 0
+        if seen >= streak:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"condition not reached; last answer: {last}")
+
+
+@pytest.mark.slow
+def test_gunicorn_answers_503_for_a_deleted_index_file_and_recovers_after_a_rebuild(tmp_path, real_embedder):
+    from tests.live import gunicorn
+
+    content = tmp_path / "content"
+    shutil.copytree(FIXTURE_CONTENT, content)
+    index = tmp_path / "index"
+    first = build_index(content, index, real_embedder)
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(content, index, workers=2, log=log) as (base, proc):
+        search = base + "/api/search?q=can+I+resit+the+psa"
+
+        def answered(status):
+            def check():
+                code, body = _get(search)
+                return code == status, (code, body)
+
+            return check
+
+        code, body = _until(answered(200))
+        assert body["generation"] == first.generation and body["hits"][0]["slug"] == "psa-resits"
+
+        (live(index) / "vectors.faiss").unlink()
+        code, body = _until(answered(503))  # both workers, within the 1 s reload check
+        assert body == {"ok": False, "status": 503, "error": body["error"]}
+        assert "missing vectors.faiss" in body["error"] and f"{BUILD_HINT} --full" in body["error"]
+        assert _get(base + "/healthz")[0] == 503
+
+        rebuilt = build_index(content, index, real_embedder)  # no restart, no signal to the server
+        code, body = _until(answered(200))
+        assert body["generation"] == rebuilt.generation != first.generation
+        assert proc.poll() is None
+    text = log.read_text()
+    assert text.count("Booting worker") == 2, "a worker was restarted"
+    assert "missing vectors.faiss" in text and "ERROR" in text  # the log says what broke
+    assert "Traceback" not in text
