@@ -179,7 +179,7 @@ def _previous(index_dir: Path, model: str, full: bool) -> tuple[Path | None, dic
         check_files(gen, manifest)  # a damaged live generation is rebuilt in full, never reused
         chunks = read_chunks(gen)
         vectors = np.load(gen / "vectors.npy", mmap_mode="r")
-        if len(vectors) != len(chunks):
+        if len(vectors) != len(chunks) or manifest.get("counts", {}).get("chunks") != len(chunks) or manifest.get("dimension") != vectors.shape[1]:
             return None, None, [], None
         return gen, manifest, chunks, vectors
     except (KBError, OSError, ValueError, KeyError) as exc:
