@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from urllib.parse import quote
 
 import pytest
@@ -135,7 +136,7 @@ def test_search_parameters(client, pairs, page):
         assert d.get("param") in PARAMS, d  # every refusal names the parameter at fault
 
 
-@fuzz(600)
+@fuzz(500)
 @given(route=st.sampled_from(PATH_ROUTES), parts=st.lists(raw_component, min_size=1, max_size=3), query=st.lists(raw_component, max_size=2))
 def test_path_parameters(client, route, parts, query):
     """Every route with a path segment, fed unicode, invalid UTF-8, traversal and markup."""
@@ -147,7 +148,7 @@ def test_path_parameters(client, route, parts, query):
         assert "root:" not in r.get_data(as_text=True)
 
 
-@fuzz(500)
+@fuzz(300)
 @given(
     route=st.sampled_from(PLAIN_ROUTES + ["/guides/psa-resits", "/api/guides/psa-resits", "/categories/psa", "/tags/psa", "/static/style.css"]),
     method=st.sampled_from(METHODS),
@@ -161,6 +162,29 @@ def test_raw_query_strings_and_methods(client, route, method, raw, body):
     check(r, f"{route}?{qs}")
     if method not in ("GET", "HEAD", "OPTIONS"):
         assert r.status_code == 405, (method, route)
+
+
+form_body = st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(st.sampled_from(["q", "slug", "helpful", "comment", "token", "rank", "search_id", "csrf_token"]), odd_text, max_size=4),
+)
+
+
+@fuzz(300)
+@given(data=st.data())
+def test_every_registered_route(app, client, data):
+    """Whatever routes exist (today's and any added later), drawn from the app's own URL map."""
+    rules = sorted(app.url_map.iter_rules(), key=lambda r: r.rule)
+    rule = data.draw(st.sampled_from(rules), label="rule")
+    url = rule.rule
+    for arg in sorted(rule.arguments):
+        value = data.draw(raw_component, label=arg) or "x"
+        url = re.sub(r"<(?:[^:<>]+:)?" + arg + ">", lambda _m, v=value: v, url)
+    assume(not url.startswith("//"))
+    method = data.draw(st.sampled_from(sorted(rule.methods | {"POST", "DELETE"})), label="method")
+    qs = "&".join(data.draw(st.lists(st.one_of(raw_component, st.sampled_from(["q=psa", "limit=3", "q", "%", "slug=psa-resits"])), max_size=4), label="query"))
+    r = client.open(url, method=method, query_string=qs, data=data.draw(form_body, label="body"))
+    check(r, f"{url}?{qs}")
 
 
 # HTTP cannot carry a newline inside a header value; everything else printable goes
