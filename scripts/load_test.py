@@ -21,6 +21,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -225,7 +226,7 @@ def main() -> int:
         return 2
 
     port = free_port()
-    log_path = Path(args.index).resolve().parent / ".load-test-gunicorn.log"
+    log_path = Path(tempfile.gettempdir()) / f"theyearabove-load-test-{port}.log"
     load_before = os.getloadavg()
     proc = start_server(args, port, log_path)
     try:
@@ -233,7 +234,7 @@ def main() -> int:
         guides = json.loads(fetch(port, "/api/guides")[1])
         slugs = [g["slug"] for g in guides["guides"]]
         lists = ["/", "/guides", "/tags"] + [c["url"] for c in guides["categories"]]
-        print(f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers); {args.clients} clients for {args.duration:.0f} s ...", flush=True)
+        print(f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers, log {log_path}); {args.clients} clients for {args.duration:.0f} s ...", flush=True)
         stop_at = time.monotonic() + args.duration
         started = time.monotonic()
         clients = [Client(port, stop_at, slugs, lists, args.seed * 1000 + i) for i in range(args.clients)]
