@@ -184,6 +184,10 @@ def report_markdown(args, result: dict) -> str:
         f"**{o['requests']} requests, {o['errors']} errors, {o['rps']:.1f} requests/s; latency p50 {o['p50']:.1f} ms, "
         f"p95 {o['p95']:.1f} ms, p99 {o['p99']:.1f} ms, max {o['max']:.1f} ms.**",
         "",
+        f"Time inside the workers (gunicorn access log, {result['served']['requests']} requests): p50 {result['served']['p50']:.1f} ms, "
+        f"p95 {result['served']['p95']:.1f} ms, p99 {result['served']['p99']:.1f} ms; the rest of the client-side latency is waiting "
+        f"for one of the {args.workers} workers, with {args.clients} clients queued on them.",
+        "",
         "| kind | requests | errors | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -264,6 +268,12 @@ def main() -> int:
         errors = sum(1 for _, status in rows if status == 0 or status >= 400)
         return {"requests": len(rows), "errors": errors, **percentiles([s for s, _ in rows])}
 
+    # the workers' own time per request (gunicorn access log), to tell service time from queueing
+    served = [
+        int(m.group(2)) / 1000
+        for m in re.finditer(r'"GET (\S+) HTTP[^"]*" .*"load-test" (\d+)ms$', log_path.read_text(errors="replace"), re.M)
+        if not m.group(1).startswith(("/healthz", "/api/guides"))  # readiness and set-up requests
+    ]
     overall = summary([(s, st) for _, s, st in samples])
     overall["rps"] = overall["requests"] / elapsed if elapsed else 0.0
     cpu = ""
@@ -279,6 +289,7 @@ def main() -> int:
         "overall": overall,
         "kinds": {k: summary(by_kind[k]) for k, _ in MIX if by_kind.get(k)},
         "failures": dict(failures),
+        "served": {"requests": len(served), **percentiles(served)},
         "note": (
             f"Load average (1 min) was {load_before[0]:.2f} before the run and {load_after[0]:.2f} at its end; the load generator "
             f"runs on the same {os.cpu_count()} cores as the server, and any other work on the machine shares them too, so these "
