@@ -152,6 +152,32 @@ def read_manifest(generation: Path) -> dict:
     return manifest
 
 
+def check_files(generation: Path, manifest: dict, *, hashes: bool = True) -> dict[str, tuple[int, int]]:
+    """Check that every file the manifest lists is present and, with `hashes`, unaltered.
+
+    Checksums are verified before any file reaches a parser, so a corrupted FAISS or Whoosh file
+    is refused with a message instead of being read.
+
+    Returns:
+        {relative path: (size, mtime_ns)}, for a cheap stat-only re-check later.
+
+    Raises:
+        IndexNotBuiltError: naming the first missing or altered file and the command that fixes it.
+    """
+    stats: dict[str, tuple[int, int]] = {}
+    for rel, digest in (manifest.get("files") or {}).items():
+        path = generation / rel
+        try:
+            st = path.stat()
+            altered = hashes and sha256_file(path) != digest
+        except OSError as exc:
+            raise IndexNotBuiltError(f"the index generation {generation.name} is missing {rel}; run `{BUILD_COMMAND} --full` to rebuild it") from exc
+        if altered:
+            raise IndexNotBuiltError(f"the index file {rel} in {generation.name} is corrupted (checksum mismatch); run `{BUILD_COMMAND} --full` to rebuild it")
+        stats[rel] = (st.st_size, st.st_mtime_ns)
+    return stats
+
+
 def read_chunks(generation: Path) -> list[Chunk]:
     with open(generation / "chunks.jsonl", encoding="utf-8") as fh:
         return [Chunk.from_dict(json.loads(line)) for line in fh if line.strip()]
@@ -188,9 +214,10 @@ def _previous(index_dir: Path, model: str, full: bool) -> tuple[Path | None, dic
         manifest = read_manifest(gen)
         if manifest.get("model") != model or manifest.get("chunking") != CHUNKING:
             return None, None, [], None
+        check_files(gen, manifest)  # a damaged live generation is rebuilt in full, never reused
         chunks = read_chunks(gen)
         vectors = np.load(gen / "vectors.npy", mmap_mode="r")
-        if len(vectors) != len(chunks):
+        if len(vectors) != len(chunks) or manifest.get("counts", {}).get("chunks") != len(chunks) or manifest.get("dimension") != vectors.shape[1]:
             return None, None, [], None
         return gen, manifest, chunks, vectors
     except (KBError, OSError, ValueError, KeyError) as exc:
@@ -536,6 +563,7 @@ def index_status(content_dir: Path | str, index_dir: Path | str, model: str | No
         return IndexStatus(False, reason="no index built")
     try:
         manifest = read_manifest(gen)
+        check_files(gen, manifest, hashes=False)
     except KBError as exc:
         return IndexStatus(False, gen.name, reason=exc.message)
     if model and manifest.get("model") != model:

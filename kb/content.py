@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ class Taxonomy:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             cats = {slug: Category(slug, str(v.get("title", slug)), str(v.get("description", ""))) for slug, v in (data.get("categories") or {}).items()}
             tags = frozenset(str(t) for t in (data.get("tags") or []))
-        except (yaml.YAMLError, AttributeError, UnicodeDecodeError) as exc:
+        except (yaml.YAMLError, AttributeError, TypeError, UnicodeDecodeError, OSError) as exc:
             raise ContentError([Problem(str(path), 0, 0, "error", f"taxonomy file is not valid: {exc}", "fix the YAML", "taxonomy.invalid")]) from exc
         return cls(cats, tags)
 
@@ -143,7 +144,7 @@ def read_text(path: Path, shown: str, problems: list[Problem], content_dir: Path
     """Read a guide file safely: size, encoding, symlinks out of the content folder."""
     try:
         if content_dir is not None and path.is_symlink():
-            target = path.resolve()
+            target = Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a symlink loop
             if not target.is_relative_to(Path(content_dir).resolve()):
                 problems.append(Problem(shown, 0, 0, "error", "symlink points outside the content folder", "replace it with a real file", "file.symlink"))
                 return None

@@ -32,6 +32,10 @@ class Glossary:
             return cls(())
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or []
+        except OSError as exc:
+            raise ContentError(
+                [Problem(str(path), 0, 0, "error", f"cannot read the glossary: {exc.strerror or exc}", "make it a readable file", "glossary.unreadable")]
+            ) from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             mark = getattr(exc, "problem_mark", None)
             raise ContentError(
@@ -49,6 +53,22 @@ class Glossary:
                     Problem(str(path), 0, 0, "error", f"entry {i} needs text 'term', 'expansion' and 'meaning'", "complete the entry", "glossary.entry")
                 )
                 continue
+            lists = {k: entry.get(k) or [] for k in ("aliases", "synonyms")}
+            lists = {k: [v] if isinstance(v, str) else v for k, v in lists.items()}
+            bad = [k for k, v in lists.items() if not isinstance(v, list) or not all(isinstance(x, str | int | float) for x in v)]
+            if bad:
+                problems.append(
+                    Problem(
+                        str(path),
+                        0,
+                        0,
+                        "error",
+                        f"entry {i} ('{entry['term']}'): '{bad[0]}' must be a list of text",
+                        f"write {bad[0]}: [first, second]",
+                        "glossary.entry",
+                    )
+                )
+                continue
             key = entry["term"].strip().casefold()
             if key in seen:
                 problems.append(Problem(str(path), 0, 0, "error", f"term '{entry['term']}' is defined twice", "merge the two entries", "glossary.duplicate"))
@@ -59,8 +79,8 @@ class Glossary:
                     entry["term"].strip(),
                     entry["expansion"].strip(),
                     entry["meaning"].strip(),
-                    tuple(str(a).strip() for a in entry.get("aliases") or () if str(a).strip()),
-                    tuple(str(s).strip() for s in entry.get("synonyms") or () if str(s).strip()),
+                    tuple(str(a).strip() for a in lists["aliases"] if str(a).strip()),
+                    tuple(str(s).strip() for s in lists["synonyms"] if str(s).strip()),
                 )
             )
         if problems:

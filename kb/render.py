@@ -58,7 +58,8 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {
     "*": {"id", "class", "title"},
     "a": {"href"},
-    "img": {"src", "alt", "width", "height"},
+    # no width/height: an image sized by the author could stretch the page far beyond the screen
+    "img": {"src", "alt"},
     "td": {"align", "colspan", "rowspan"},
     "th": {"align", "colspan", "rowspan", "scope"},
     "ol": {"start"},

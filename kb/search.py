@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.build import BUILD_COMMAND, current_path, read_chunks, read_manifest
+from kb.build import BUILD_COMMAND, check_files, current_path, read_chunks, read_manifest
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
 from kb.glossary import Glossary, Term
@@ -217,6 +218,8 @@ class Generation:
                 f"the index was built with model '{self.manifest.get('model')}' but the site is configured for '{model}'; "
                 f"run `{BUILD_COMMAND} --full` to rebuild it with the configured model"
             )
+        # every listed file present and matching its checksum before any parser sees it
+        self.files = {**check_files(path, self.manifest), "manifest.json": _stat(path / "manifest.json")}
         try:
             self.chunks = read_chunks(path)
             self.vectors = VectorIndex(path / "vectors.faiss")
@@ -259,6 +262,13 @@ class Generation:
     def close(self) -> None:
         self.keyword.close()
 
+    def intact(self) -> bool:
+        """True while no file of this generation has been removed or replaced since it was loaded (stat only)."""
+        try:
+            return all(_stat(self.path / rel) == st for rel, st in self.files.items())
+        except OSError:
+            return False
+
     def expansions(self, pq: ParsedQuery) -> list[str]:
         """Glossary expansions for acronyms in the query, and acronyms for spelled-out terms."""
         out: list[str] = []
@@ -271,6 +281,36 @@ class Generation:
             if f" {phrase} " in lowered and term.term.casefold() not in lowered.split():
                 out.append(term.term)
         return list(dict.fromkeys(out))
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _index_faults(method):
+    """Map an error raised by a damaged live generation to IndexNotBuiltError (503) and drop it.
+
+    Whoosh opens segment files lazily, so a file removed after loading surfaces mid-search. Any
+    OSError, or any other error while the generation is no longer intact, is the index's fault;
+    anything else is a bug and propagates unchanged.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Searcher, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except KBError:
+            raise
+        except Exception as exc:
+            gen = self._gen
+            if gen is None or not (isinstance(exc, OSError) or not gen.intact()):
+                raise
+            log.error("index generation %s failed during a search (%s: %s); dropped until it is rebuilt", gen.name, exc.__class__.__name__, exc)
+            self.invalidate()
+            raise IndexNotBuiltError(f"the search index generation {gen.name} is damaged ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`") from exc
+
+    return wrapper
 
 
 class Searcher:
@@ -291,6 +331,7 @@ class Searcher:
         self._gen: Generation | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._failed: tuple[Path, type[KBError], str, float] | None = None
 
     # ---- generations -------------------------------------------------------------------------
     def generation(self) -> Generation:
@@ -304,12 +345,24 @@ class Searcher:
             target = current_path(self.index_dir)
             if target is None:
                 raise IndexNotBuiltError(f"no search index has been built in {self.index_dir}; run `{BUILD_COMMAND}`")
-            if self._gen is not None and self._gen.path == target and (target / "manifest.json").exists():
-                return self._gen
+            if self._gen is not None and self._gen.path == target:
+                if self._gen.intact():
+                    return self._gen
+                log.error("index generation %s changed on disk after loading (a file was removed or replaced)", self._gen.name)
+                self._gen = None
             if self._gen is not None and not (target / "manifest.json").exists():
                 self._gen = None
+            failed = self._failed
+            if failed and failed[0] == target and now - failed[3] < self.reload_interval:
+                raise failed[1](failed[2])  # a broken generation is re-checked at most once per interval
             model = getattr(self.embedder, "name", None)
-            new = Generation(target, model)
+            try:
+                new = Generation(target, model)
+            except KBError as exc:
+                self._failed = (target, type(exc), exc.message, now)
+                log.error("cannot load index generation %s: %s", target.name, exc.message)
+                raise
+            self._failed = None
             old, self._gen = self._gen, new
             if old is not None:
                 log.info("switched index generation %s -> %s", old.name, new.name)
@@ -322,6 +375,7 @@ class Searcher:
         self._checked = 0.0
         with self._lock:
             self._gen = None
+            self._failed = None
 
     # ---- validation --------------------------------------------------------------------------
     def check_params(self, query: str, limit: int, mode: str) -> None:
@@ -335,6 +389,7 @@ class Searcher:
             raise QueryError(f"parameter 'limit' must be a whole number from 1 to {self.max_limit}; got {limit}", "limit")
 
     # ---- search ------------------------------------------------------------------------------
+    @_index_faults
     def search(
         self,
         query: str,
@@ -498,6 +553,7 @@ class Searcher:
                 out[w] = suggestions[0]
         return out
 
+    @_index_faults
     def related(self, slug: str, limit: int = 4) -> list[tuple[str, str, float]]:
         """Guides nearest to `slug` in embedding space (mean of its chunk vectors), itself excluded."""
         gen = self.generation()

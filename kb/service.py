@@ -123,9 +123,11 @@ class KnowledgeBase:
         raw_limit = args.get("limit", None)
         limit = self.settings["KB_DEFAULT_LIMIT"]
         if raw_limit not in (None, ""):
-            if not str(raw_limit).strip().isdigit():
-                raise QueryError(f"parameter 'limit' must be a whole number from 1 to {self.settings['KB_MAX_LIMIT']}; got '{str(raw_limit)[:20]}'", "limit")
-            limit = int(str(raw_limit).strip()[:6])
+            text = str(raw_limit).strip()
+            # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
+            if not text.isdecimal() or len(text) > 9:
+                raise QueryError(f"parameter 'limit' must be a whole number from 1 to {self.settings['KB_MAX_LIMIT']}; got '{text[:20]}'", "limit")
+            limit = int(text)
         mode = (args.get("mode") or "hybrid").strip().lower()
         if mode not in MODES:
             raise QueryError(f"parameter 'mode' must be one of {', '.join(MODES)}; got '{mode[:40]}'", "mode")

@@ -51,6 +51,8 @@ class SafeJSONProvider(DefaultJSONProvider):
 def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
     """Attach the knowledge base, routes, error handlers and security headers to an app."""
     app.json = SafeJSONProvider(app)
+    # The site sets no cookies today; should a session ever appear, it is born secure.
+    app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["kb"] = knowledge_base
     from kb.web import analytics, routes  # noqa: F401  (registers the views on bp)
 
@@ -81,7 +83,10 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
         resp.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
         resp.headers["X-Frame-Options"] = "DENY"
         resp.headers["Permissions-Policy"] = "interest-cohort=()"
-        resp.headers["Server"] = "theyearabove"
+        # gunicorn sends its own versionless "Server: gunicorn"; other servers (Werkzeug's) would
+        # announce product and Python versions, so the app names itself instead
+        if not request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+            resp.headers["Server"] = "theyearabove"
         return resp
 
     @app.template_filter("long_date")

@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Bounded load test: gunicorn (gunicorn.conf.py) on a free loopback port, N clients for T seconds.
+
+    python scripts/load_test.py [--clients 8] [--duration 60] [--workers 2] [--write docs/BENCHMARKS.md]
+
+Traffic is a mix of what readers do: JSON searches (the type-ahead), search result pages, guide
+pages, lists and a static asset. Half of the searches repeat common questions (the encoder's query
+cache answers those), half are variants never seen before (the encoder runs). Prints requests,
+errors and p50/p95/p99 latency, overall and per kind; --write puts the same figures in the
+`## Load test` section of a markdown file, leaving other sections alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+COMMON = [
+    "can I use the BNF in the PSA",
+    "what happens if I fail the PSA",
+    "how does preference informed allocation work",
+    "horus vs turas",
+    "how long is the psa",
+    "what is the sjt used for",
+    "ukmla akt dates",
+    "how do I rank foundation schools",
+    "what should I do on my first ward round",
+    "how do I get my DOPS signed off",
+    "when do F1 rotas come out",
+    "what is TAB",
+    "how to prepare for the CPSA",
+    "what is linking in foundation applications",
+    "study groups for finals",
+    "pre-allocation criteria",
+    "how is F1 pay worked out",
+    "shadowing before F1",
+    "what is an ARCP",
+    "elective planning",
+]
+VARIANT_WORDS = [
+    "exam", "resit", "deadline", "advice", "rota", "oriel", "prescribing", "wellbeing", "placement", "portfolio",
+    "marks", "rank", "interview", "induction", "sign off", "questions", "revision", "timeline", "fail", "support",
+    "psa", "sjt", "ukfpo", "clerking", "osce", "scotland", "wales", "mentoring", "pay", "registration",
+]  # fmt: skip
+MIX = [("api_search", 40), ("search_page", 15), ("guide_page", 30), ("list_page", 10), ("static", 5)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Accept-Encoding": "identity", "User-Agent": "load-test"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def start_server(args, port: int, log_path: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "KB_BIND": f"127.0.0.1:{port}",
+        "KB_WORKERS": str(args.workers),
+        "KB_CONTENT_DIR": str(Path(args.content).resolve()),
+        "KB_INDEX_DIR": str(Path(args.index).resolve()),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc._log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def wait_ready(port: int, proc: subprocess.Popen, workers: int, timeout: float = 300) -> dict:
+    """Wait until /healthz answers 200 and every worker has finished its warm-up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {proc.returncode}; see its log")
+        try:
+            status, body = fetch(port, "/healthz", timeout=60)
+            if status == 200:
+                log = Path(proc._log.name).read_text(errors="replace")  # type: ignore[attr-defined]
+                if log.count("kb.service: warm:") >= workers:
+                    return json.loads(body)
+            elif status == 503:
+                raise SystemExit(f"the server has no usable index: {json.loads(body).get('error')}")
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("gunicorn did not become ready in time")
+
+
+class Client(threading.Thread):
+    def __init__(self, port: int, stop_at: float, slugs: list[str], lists: list[str], seed: int):
+        super().__init__(daemon=True)
+        self.port, self.stop_at, self.slugs, self.lists = port, stop_at, slugs, lists
+        self.rng = random.Random(seed)
+        self.samples: list[tuple[str, float, int]] = []  # (kind, seconds, status or 0 for a failure)
+        self.failures: Counter[str] = Counter()
+
+    def query(self) -> str:
+        base = self.rng.choice(COMMON)
+        if self.rng.random() < 0.5:
+            return base
+        return f"{base} {self.rng.choice(VARIANT_WORDS)} {self.rng.choice(VARIANT_WORDS)} {self.rng.randint(1, 10**6)}"
+
+    def path(self, kind: str) -> str:
+        from urllib.parse import quote_plus
+
+        if kind == "api_search":
+            return f"/api/search?q={quote_plus(self.query())}&limit=8"
+        if kind == "search_page":
+            return f"/search?q={quote_plus(self.query())}"
+        if kind == "guide_page":
+            return f"/guides/{self.rng.choice(self.slugs)}"
+        if kind == "list_page":
+            return self.rng.choice(self.lists)
+        return self.rng.choice(["/static/style.css", "/static/search.js"])
+
+    def run(self) -> None:
+        kinds, weights = zip(*MIX, strict=True)
+        while time.monotonic() < self.stop_at:
+            kind = self.rng.choices(kinds, weights)[0]
+            path = self.path(kind)
+            t0 = time.perf_counter()
+            try:
+                status, _ = fetch(self.port, path)
+            except Exception as exc:  # a timeout or a refused connection is an error, not a crash
+                status = 0
+                self.failures[f"{kind}: {exc.__class__.__name__}"] += 1
+            self.samples.append((kind, time.perf_counter() - t0, status))
+            if status and status >= 400:
+                self.failures[f"{kind}: HTTP {status}"] += 1
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    arr = np.asarray(values) * 1000
+    return {"p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)), "p99": float(np.percentile(arr, 99)), "max": float(arr.max())}
+
+
+def report_markdown(args, result: dict) -> str:
+    o = result["overall"]
+    lines = [
+        "## Load test",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"gunicorn with `gunicorn.conf.py` ({args.workers} sync workers, preloaded app, model warmed in each worker) on loopback, "
+        f"serving the real content index ({result['health'].get('chunks')} chunks, {result['health'].get('generation')}, "
+        f"model {result['health'].get('model')}). {args.clients} concurrent clients (threads, one new connection per request) for "
+        f"{args.duration:.0f} s; traffic mix: " + ", ".join(f"{k} {w}%" for k, w in MIX) + "; half the searches repeat common "
+        "questions (answered from the encoder's query cache), half are new variants (the encoder runs).",
+        "",
+        f"Measured {result['when']} on {result['machine']}.",
+        "",
+        f"**{o['requests']} requests, {o['errors']} errors, {o['rps']:.1f} requests/s; latency p50 {o['p50']:.1f} ms, "
+        f"p95 {o['p95']:.1f} ms, p99 {o['p99']:.1f} ms, max {o['max']:.1f} ms.**",
+        "",
+        f"Time inside the workers (gunicorn access log, {result['served']['requests']} requests): p50 {result['served']['p50']:.1f} ms, "
+        f"p95 {result['served']['p95']:.1f} ms, p99 {result['served']['p99']:.1f} ms; the rest of the client-side latency is waiting "
+        f"for one of the {args.workers} workers, with {args.clients} clients queued on them.",
+        "",
+        "| kind | requests | errors | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, k in result["kinds"].items():
+        lines.append(f"| {kind} | {k['requests']} | {k['errors']} | {k['p50']:.1f} | {k['p95']:.1f} | {k['p99']:.1f} | {k['max']:.1f} |")
+    lines += ["", result["note"], ""]
+    if result["failures"]:
+        lines += ["Errors by kind: " + ", ".join(f"{k} x{n}" for k, n in result["failures"].items()), ""]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the `## Load test` section of a markdown file (or append it), keeping the rest."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nMeasured figures and the commands that produced them.\n"
+    pattern = re.compile(r"^## Load test\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text, count=1)
+    else:
+        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (KB_WORKERS)")
+    parser.add_argument("--content", default=str(ROOT / "content"))
+    parser.add_argument("--index", default=str(ROOT / "index"))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--write", metavar="MARKDOWN", help="also write the figures into this file's '## Load test' section")
+    args = parser.parse_args()
+
+    from kb.build import index_status
+
+    st = index_status(args.content, args.index)
+    if not st.built or st.stale:
+        print(f"The index at {args.index} is not usable or not current ({st.reason}); run: python scripts/build_index.py", file=sys.stderr)
+        return 2
+
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"theyearabove-load-test-{port}.log"
+    load_before = os.getloadavg()
+    proc = start_server(args, port, log_path)
+    try:
+        health = wait_ready(port, proc, args.workers)
+        guides = json.loads(fetch(port, "/api/guides")[1])
+        slugs = [g["slug"] for g in guides["guides"]]
+        lists = ["/", "/guides", "/tags"] + [c["url"] for c in guides["categories"]]
+        print(f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers, log {log_path}); {args.clients} clients for {args.duration:.0f} s ...", flush=True)
+        stop_at = time.monotonic() + args.duration
+        started = time.monotonic()
+        clients = [Client(port, stop_at, slugs, lists, args.seed * 1000 + i) for i in range(args.clients)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        elapsed = time.monotonic() - started
+        load_after = os.getloadavg()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proc._log.close()  # type: ignore[attr-defined]
+
+    samples = [s for c in clients for s in c.samples]
+    failures: Counter[str] = Counter()
+    for c in clients:
+        failures.update(c.failures)
+    by_kind: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for kind, secs, status in samples:
+        by_kind[kind].append((secs, status))
+
+    def summary(rows: list[tuple[float, int]]) -> dict:
+        errors = sum(1 for _, status in rows if status == 0 or status >= 400)
+        return {"requests": len(rows), "errors": errors, **percentiles([s for s, _ in rows])}
+
+    # the workers' own time per request (gunicorn access log), to tell service time from queueing
+    served = [
+        int(m.group(2)) / 1000
+        for m in re.finditer(r'"GET (\S+) HTTP[^"]*" .*"load-test" (\d+)ms$', log_path.read_text(errors="replace"), re.M)
+        if not m.group(1).startswith(("/healthz", "/api/guides"))  # readiness and set-up requests
+    ]
+    overall = summary([(s, st) for _, s, st in samples])
+    overall["rps"] = overall["requests"] / elapsed if elapsed else 0.0
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    result = {
+        "command": " ".join(["python scripts/load_test.py", *sys.argv[1:]]),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} CPU cores ({cpu or 'unknown CPU'}), Python {sys.version.split()[0]}",
+        "health": health,
+        "overall": overall,
+        "kinds": {k: summary(by_kind[k]) for k, _ in MIX if by_kind.get(k)},
+        "failures": dict(failures),
+        "served": {"requests": len(served), **percentiles(served)},
+        "note": (
+            f"Load average (1 min) was {load_before[0]:.2f} before the run and {load_after[0]:.2f} at its end; the load generator "
+            f"runs on the same {os.cpu_count()} cores as the server, and any other work on the machine shares them too, so these "
+            "figures are a floor, not a ceiling."
+        ),
+    }
+    md = report_markdown(args, result)
+    print()
+    print(md)
+    if args.write:
+        write_section(Path(args.write), md)
+        print(f"(written to {args.write})")
+    return 0 if overall["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
