@@ -30,8 +30,10 @@ limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
 accesslog = "-"
-# The default line plus the time the worker spent on the request (%(M)s, milliseconds).
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
+# Private by design, like the search analytics: no client address, no query string (what a
+# student searched for), no user agent or referrer; just method, path, status, size and the time
+# the worker spent on the request (%(M)s, milliseconds).
+access_log_format = '%(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 loglevel = "info"
 # Never run the Flask debugger or debug error pages in production, whatever the environment says.

@@ -271,7 +271,7 @@ def main() -> int:
     # the workers' own time per request (gunicorn access log), to tell service time from queueing
     served = [
         int(m.group(2)) / 1000
-        for m in re.finditer(r'"GET (\S+) HTTP[^"]*" .*"load-test" (\d+)ms$', log_path.read_text(errors="replace"), re.M)
+        for m in re.finditer(r'"GET (\S+)" \d{3} \S+ (\d+)ms$', log_path.read_text(errors="replace"), re.M)
         if not m.group(1).startswith(("/healthz", "/api/guides"))  # readiness and set-up requests
     ]
     overall = summary([(s, st) for _, s, st in samples])
