@@ -182,7 +182,8 @@ class _Scanner(HTMLParser):
             if "http-equiv" in attrs_d:
                 self.found.append(("meta", "http-equiv", str(attrs_d.get("content"))))
         elif tag == "form":
-            if attrs_d.get("action") != "/search":
+            # the site's own forms: search, and a guide's feedback form
+            if not re.fullmatch(r"/search|/guides/[a-z0-9-]+/feedback", attrs_d.get("action") or ""):
                 self.found.append(("form", "action", str(attrs_d.get("action"))))
         elif tag in DANGEROUS_TAGS:
             self.found.append((tag, "", ""))
@@ -589,6 +590,7 @@ if (body) {
   var sources = document.querySelector("section.sources");
   if (!sources || !(body.compareDocumentPosition(sources) & Node.DOCUMENT_POSITION_FOLLOWING)) out.push("sources no longer follow the guide body");
   body.querySelectorAll("*").forEach(function (el) {
+    if (el.classList.contains("visually-hidden")) return;  // the site's own screen-reader text (glossary expansions)
     var pos = getComputedStyle(el).position;
     if (pos === "fixed" || pos === "absolute" || pos === "sticky") out.push("positioned " + el.tagName + " " + pos);
     var r = el.getBoundingClientRect();
