@@ -568,7 +568,7 @@ document.querySelectorAll("*").forEach(function (el) {
   if (tag === "script" && ["/static/theme.js", "/static/search.js"].indexOf(el.getAttribute("src")) < 0) out.push("script " + el.getAttribute("src"));
   for (var i = 0; i < el.attributes.length; i++) {
     var a = el.attributes[i];
-    if (/^on/i.test(a.name) || a.name === "style" && el.closest("#guide-body, #live-results, #results")) out.push(tag + " " + a.name + "=" + a.value);
+    if (/^on/i.test(a.name) || a.name === "style" && el.closest("#guide-body, .live-results, #search-results")) out.push(tag + " " + a.name + "=" + a.value);
     if (/^(href|src|action|formaction|xlink:href|data)$/i.test(a.name) && /^\\s*(javascript|vbscript|data):/i.test(a.value.replace(/[\\t\\n\\r]/g, ""))) out.push(tag + " " + a.name + "=" + a.value);
   }
 });
@@ -714,15 +714,15 @@ def test_live_search_renders_hostile_results_inert(browser, hostile_site):
     from selenium.webdriver.support.ui import WebDriverWait
 
     mode, base = hostile_site
-    for page, box_id, field in (("/guides/vector-0", "live-results", "q"), ("/search?q=vector", "results", "page-q")):
+    for page, box_id, field in (("/guides/vector-0", "q-panel", "q"), ("/search?q=vector", "search-results", "page-q")):
         visit(browser, base + page)
         box = browser.find_element(By.ID, box_id)
         before = box.get_attribute("innerHTML")
         field_el = browser.find_element(By.ID, field)
         field_el.clear()
         field_el.send_keys("alert vector section onerror")
-        WebDriverWait(browser, 10).until(
-            lambda d, box=box, before=before: box.get_attribute("innerHTML") != before and "Searching" not in box.get_attribute("innerHTML")
+        WebDriverWait(browser, 10).until(  # new results in, and no visible loading message
+            lambda d, box=box, before=before: box.get_attribute("innerHTML") != before and "Searching" not in box.text
         )
         WebDriverWait(browser, 10).until(lambda d, box=box: len(box.find_elements(By.CSS_SELECTOR, "a")) > 3)
         browser.execute_script("return new Promise(function (r) { setTimeout(r, 200); });")
