@@ -222,7 +222,8 @@ class Store:
     def _create_engine(self) -> Engine:
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
+            # a "file:..." URI (uri=true, e.g. mode=ro) names no folder we should create
+            if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(self.url, connect_args={"timeout": 5})
 

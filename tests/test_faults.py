@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -455,3 +456,74 @@ def test_gunicorn_answers_503_for_a_deleted_index_file_and_recovers_after_a_rebu
     assert text.count("Booting worker") == 2, "a worker was restarted"
     assert "missing vectors.faiss" in text and "ERROR" in text  # the log says what broke
     assert "Traceback" not in text
+
+
+# ---- the analytics database: locked or read-only never fails a search ----------------------------
+
+
+def _analytics_app(site, url: str):
+    _, content, index, embedder = site
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0, "KB_DATABASE_URL": url},
+        embedder=embedder,
+    )
+    return app, app.extensions["kb_analytics"]
+
+
+def _recorded(db: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return [q for (q,) in conn.execute("SELECT query FROM searches ORDER BY id")]
+
+
+def test_locked_analytics_database_never_fails_a_search_and_recording_resumes(site, tmp_path, caplog):
+    import sqlite3
+
+    db = tmp_path / "analytics.sqlite3"
+    app, analytics = _analytics_app(site, f"sqlite:///{db}")
+    client = app.test_client()
+    assert client.get("/search?q=before+the+lock").status_code == 200
+    assert analytics.recorder.flush(10) and _recorded(db) == ["before the lock"]
+
+    holder = sqlite3.connect(db, isolation_level=None, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")  # another process (a report, a backup) holds the write lock
+    try:
+        with caplog.at_level(logging.WARNING, logger="kb.store"):
+            for q in ("resit", "ward round", "allocation"):
+                assert client.get("/search", query_string={"q": f"locked {q}"}).status_code == 200
+                assert client.get("/api/search", query_string={"q": f"locked {q}"}).get_json()["ok"] is True
+                assert client.get("/guides/psa-resits").status_code == 200
+            assert analytics.recorder.flush(30)  # the writer waited out its busy timeout, gave up, logged
+        assert analytics.recorder.failed >= 1 and "could not record" in caplog.text and "locked" in caplog.text
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert client.get("/search?q=after+the+lock").status_code == 200
+    assert analytics.recorder.flush(10)
+    assert _recorded(db)[-1] == "after the lock"  # recording resumed by itself
+
+
+def test_read_only_analytics_database_never_fails_a_search(site, tmp_path, caplog, monkeypatch):
+    db = tmp_path / "analytics.sqlite3"
+    writable, _ = _analytics_app(site, f"sqlite:///{db}")
+    writable.test_client().get("/search?q=written+earlier")
+    assert writable.extensions["kb_analytics"].recorder.flush(10)
+    # opened read-only, as it would be on a read-only mount or owned by another user (the tests run as root)
+    monkeypatch.chdir(tmp_path)
+    app, analytics = _analytics_app(site, f"sqlite:///file:{db}?mode=ro&uri=true")
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING):
+        for q in ("resit", "ward round"):
+            assert client.get("/search", query_string={"q": q}).status_code == 200
+            assert client.get("/api/search", query_string={"q": q}).status_code == 200
+        page = client.get("/guides/psa-resits")
+        assert page.status_code == 200
+        token = re.search(r'name="token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+        r = client.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, headers={"Accept": "application/json"})
+        assert r.status_code == 503 and "could not be saved" in r.get_json()["error"]  # said plainly, not a 500
+        assert analytics.recorder.flush(30)
+    assert analytics.recorder.failed >= 2 and "readonly database" in caplog.text
+    assert _recorded(db) == ["written earlier"]
+    assert not any(p.name.startswith("file:") for p in tmp_path.iterdir()), "a stray 'file:' folder was created"
