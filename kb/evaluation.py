@@ -89,7 +89,9 @@ def load_judgements(path: Path | str) -> list[Judged]:
         q = entry.get("q") if isinstance(entry, dict) else None
         rel = entry.get("relevant") if isinstance(entry, dict) else None
         if not isinstance(q, str) or not q.strip() or not isinstance(rel, dict) or not rel:
-            problems.append(Problem(str(path), 0, 0, "error", f"entry {i} needs a text 'q' and a non-empty 'relevant' mapping", "see the file's header", "eval.entry"))
+            problems.append(
+                Problem(str(path), 0, 0, "error", f"entry {i} needs a text 'q' and a non-empty 'relevant' mapping", "see the file's header", "eval.entry")
+            )
             continue
         if q.casefold() in seen:
             problems.append(Problem(str(path), 0, 0, "error", f"query '{q}' appears twice", "merge the two entries", "eval.duplicate"))
@@ -147,7 +149,17 @@ def load_beir(folder: Path | str, split: str = "test") -> BeirSet:
     missing = [name for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv") if not (folder / name).is_file()]
     if missing:
         raise ContentError(
-            [Problem(str(folder), 0, 0, "error", f"not a BEIR folder: missing {', '.join(missing)}", "pass a folder with corpus.jsonl, queries.jsonl and qrels/", "eval.beir")]
+            [
+                Problem(
+                    str(folder),
+                    0,
+                    0,
+                    "error",
+                    f"not a BEIR folder: missing {', '.join(missing)}",
+                    "pass a folder with corpus.jsonl, queries.jsonl and qrels/",
+                    "eval.beir",
+                )
+            ]
         )
     qrels: dict[str, dict[str, int]] = {}
     with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as fh:
@@ -279,7 +291,9 @@ def score_query(j: Judged, ranked: Sequence[tuple[str, str]], ms: float = 0.0, k
     )
 
 
-def evaluate(searcher, judged: Sequence[Judged], modes: Sequence[str] = ("keyword", "semantic", "hybrid"), k: int = K, progress: Callable[[str, int], None] | None = None) -> dict[str, ModeScores]:
+def evaluate(
+    searcher, judged: Sequence[Judged], modes: Sequence[str] = ("keyword", "semantic", "hybrid"), k: int = K, progress: Callable[[str, int], None] | None = None
+) -> dict[str, ModeScores]:
     """Run every judged query through `searcher.search` in each mode, exactly as the site does.
 
     The ranked list is the guides in the order the site shows them (each guide ranked by its best

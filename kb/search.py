@@ -492,7 +492,8 @@ class Searcher:
             mode: "hybrid" (default), "keyword" or "semantic".
             category: Only guides of this category.
             tag: Only guides with this tag.
-            spellcheck: Also search likely corrections of unknown words (reported as did_you_mean).
+            spellcheck: Search likely corrections of unknown words instead of them (reported as
+                did_you_mean with corrected=True); when off, a correction is only suggested.
 
         Raises:
             QueryError: a parameter is out of range.
@@ -502,8 +503,11 @@ class Searcher:
         self.check_params(query, limit, mode)
         gen = self.generation()
         pq = parse_query(query)
-        corrections = self._corrections(gen, pq) if spellcheck and pq.words else {}
-        did_you_mean = rewrite_query(query, corrections) if corrections else None
+        # Unknown words with a likely spelling are searched as corrected (spellcheck on) and the
+        # page says so, with a link back; with spellcheck off the suggestion is only offered.
+        suggestions = self._corrections(gen, pq) if pq.words else {}
+        corrections = suggestions if spellcheck else {}
+        did_you_mean = rewrite_query(query, suggestions) if suggestions else None
         units = gen.units([corrections.get(w, w) for w in pq.words])
         expansions: list[str] = []
         for u in units:
@@ -657,10 +661,12 @@ class Searcher:
     def _corrections(self, gen: Generation, pq: ParsedQuery) -> dict[str, str]:
         """Likely intended words for query words the index has never seen (and no glossary form is)."""
         out: dict[str, str] = {}
-        for w in pq.words:
+        for i, w in enumerate(pq.words):
             lw = w.casefold()
             if len(lw) < MIN_LENGTH or not lw.isalpha() or (lw,) in gen._forms or not analyse(lw):
                 continue
+            if any(ch.isupper() for ch in w[1:]) or (i > 0 and w[0].isupper()):
+                continue  # CamelCase, an acronym or a name mid-sentence: an identifier, not a typo
             if lw in gen.vocabulary or gen.keyword.has_term(lw):
                 continue
             suggestion = gen.vocabulary.suggest(lw)

@@ -45,19 +45,20 @@ class Vocabulary:
         Candidates are the vocabulary words within `max_distance` edits (optimal string alignment:
         insertions, deletions, substitutions and swaps of neighbouring letters). The nearest win;
         among equally near ones, a candidate keeping the first letter (typos rarely hit it) and then
-        the one in most sections. A candidate two edits away must appear in at least two sections.
+        the one of the same length (swapped or mistyped letters are the commonest typos), then the
+        one in most sections. A candidate two edits away must appear in at least two sections.
         """
         w = word.casefold()
         if len(w) < MIN_LENGTH or not w.isalpha() or w in self.counts:
             return None
         limit = max_distance(w)
         found = process.extract(w, self._choices, scorer=OSA.distance, score_cutoff=limit, limit=None)
-        best: tuple[tuple[int, int, int, str], str] | None = None
+        best: tuple[tuple[int, bool, bool, int, str], str] | None = None
         for candidate, distance, _ in found:
             count = self.counts[candidate]
             if distance == 0 or (distance > 1 and count < 2):
                 continue
-            key = (int(distance), candidate[0] != w[0], -count, candidate)
+            key = (int(distance), candidate[0] != w[0], len(candidate) != len(w), -count, candidate)
             if best is None or key < best[0]:
                 best = (key, candidate)
         return best[1] if best else None

@@ -12,8 +12,30 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
-  function sectionHref(hit, q) {
-    return "/guides/" + encodeURIComponent(hit.slug) + "?h=" + encodeURIComponent(q) + (hit.anchor ? "#" + encodeURIComponent(hit.anchor) : "");
+  // The words to mark on the guide page: what the search actually matched (corrected spellings,
+  // acronyms and their expansions), not the raw query.
+  function sectionHref(hit, data) {
+    var words = (data && data.highlight) || [];
+    return "/guides/" + encodeURIComponent(hit.slug) + (words.length ? "?h=" + encodeURIComponent(words.join(" ")) : "") +
+      (hit.anchor ? "#" + encodeURIComponent(hit.anchor) : "");
+  }
+  function searchUrl(q, data, extra) {
+    var params = new URLSearchParams({ q: q });
+    var f = (data && data.filters) || {};
+    if (f.category) params.set("category", f.category);
+    if (f.tag) params.set("tag", f.tag);
+    Object.keys(extra || {}).forEach(function (k) { params.set(k, extra[k]); });
+    return "/search?" + params.toString();
+  }
+  // "Showing results for X; search instead for Y" (or "Did you mean X?"), never a silent rewrite.
+  function didYouMeanHtml(q, data) {
+    if (!data || !data.did_you_mean) return "";
+    var fix = '<a href="' + escapeHtml(searchUrl(data.did_you_mean, data)) + '"><strong>' + escapeHtml(data.did_you_mean) + "</strong></a>";
+    if (data.corrected) {
+      return '<p class="did-you-mean" role="status">Showing results for ' + fix + '; search instead for <a href="' +
+        escapeHtml(searchUrl(q, data, { spell: "0" })) + '">' + escapeHtml(q) + "</a>.</p>";
+    }
+    return '<p class="did-you-mean" role="status">Did you mean ' + fix + "?</p>";
   }
 
   // ---- theme ---------------------------------------------------------------------------------
@@ -55,7 +77,9 @@
     this.render.loading(q);
     var params = new URLSearchParams({ q: q, limit: "8" });
     var cat = $("#f-category");
+    var tag = $("#f-tag");
     if (cat && cat.value && this.render.usesFilters) params.set("category", cat.value);
+    if (tag && tag.value && this.render.usesFilters) params.set("tag", tag.value);
     fetch("/api/search?" + params.toString(), { signal: this.controller ? this.controller.signal : undefined, headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (data) { if (q === self.input.value.trim()) self.render.show(q, data); })
@@ -76,9 +100,12 @@
       show: function (q, data) {
         if (!data.ok) { box.innerHTML = '<div class="lr-empty">' + escapeHtml(data.error || "Search failed") + "</div>"; box.hidden = false; return; }
         var html = [];
+        if (data.did_you_mean && data.corrected) {
+          html.push('<div class="lr-note">Showing results for <strong>' + escapeHtml(data.did_you_mean) + "</strong></div>");
+        }
         (data.groups || []).forEach(function (g) {
           g.sections.forEach(function (h, i) {
-            html.push('<a role="option" id="lr-' + html.length + '" href="' + sectionHref(h, q) + '">' +
+            html.push('<a role="option" id="lr-' + html.length + '" href="' + escapeHtml(sectionHref(h, data)) + '">' +
               (i === 0 ? '<span class="lr-guide">' + escapeHtml(g.title) + "</span><br>" : "") +
               '<span class="lr-section">' + escapeHtml(h.heading) + "</span>" +
               '<span class="lr-snippet">' + h.snippet + "</span></a>");  // snippet is escaped server-side, <mark> only
@@ -112,10 +139,12 @@
         if (h1) h1.textContent = "Results for “" + q + "”";
         document.title = q + " – search – The Year Above";
         if (!data.ok) return;
+        var slot = $("#did-you-mean-slot");
+        if (slot) slot.innerHTML = didYouMeanHtml(q, data);
         var html = (data.groups || []).map(function (g) {
           return '<li class="result"><h2 class="result-title"><a href="/guides/' + encodeURIComponent(g.slug) + '">' + escapeHtml(g.title) + "</a></h2><ul class=\"sections\">" +
             g.sections.map(function (h) {
-              return '<li><a class="section-link" href="' + sectionHref(h, q) + '">' + escapeHtml(h.heading) + '</a><p class="snippet">' + h.snippet + "</p></li>";
+              return '<li><a class="section-link" href="' + escapeHtml(sectionHref(h, data)) + '">' + escapeHtml(h.heading) + '</a><p class="snippet">' + h.snippet + "</p></li>";
             }).join("") + "</ul></li>";
         }).join("");
         list.innerHTML = html || '<li class="empty-state"><h2>No guide answers this yet</h2><p>Try other words, or ask for a guide on it.</p></li>';
