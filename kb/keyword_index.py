@@ -74,13 +74,20 @@ def analyse(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class KeywordQuery:
-    """What to look for: weighted free text, required phrases, optional filters."""
+    """What to look for: weighted free text, glossary concepts, required phrases, optional filters.
+
+    A concept is a tuple of alternative (form, weight) pairs, e.g. ("PSA", 1.0) and ("Prescribing
+    Safety Assessment", 1.0): a section scores for the best form it contains, and a multi-word form
+    counts as one word (its phrase score is divided by its length), so whichever way the guide
+    writes a concept it weighs like one query word and never swamps the others.
+    """
 
     should: tuple[tuple[str, float], ...] = ()
     phrases: tuple[str, ...] = ()
     category: str | None = None
     tag: str | None = None
     fields: tuple[str, ...] = field(default=("title", "heading", "body"))
+    concepts: tuple[tuple[tuple[str, float], ...], ...] = ()
 
 
 class KeywordIndex:
@@ -122,6 +129,16 @@ class KeywordIndex:
                     terms.append(Q.Phrase(name, tokens, boost=boost * fb))
                 else:
                     terms.extend(Q.Term(name, tok, boost=boost * fb) for tok in tokens)
+        for forms in kq.concepts:
+            analysed = [(tokens, weight) for tokens, weight in ((analyse(text), weight) for text, weight in forms) if tokens]
+            for name in kq.fields:
+                fb = FIELD_BOOSTS.get(name, 1.0)
+                alts: list[Q.Query] = [
+                    Q.Term(name, tokens[0], boost=weight * fb) if len(tokens) == 1 else Q.Phrase(name, tokens, boost=weight * fb / len(tokens))
+                    for tokens, weight in analysed
+                ]
+                if alts:
+                    terms.append(alts[0] if len(alts) == 1 else Q.DisjunctionMax(alts))
         must: list[Q.Query] = []
         for phrase in kq.phrases:
             tokens = analyse(phrase)

@@ -20,6 +20,7 @@ from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
 from kb.glossary import Glossary, Term
 from kb.keyword_index import KeywordIndex, KeywordQuery, analyse
+from kb.spelling import MIN_LENGTH, Vocabulary
 from kb.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,22 @@ log = logging.getLogger(__name__)
 MODES = ("hybrid", "keyword", "semantic")
 RRF_K = 60
 POOL = 50
-EXPANSION_BOOST = 0.6
+# A glossary synonym ("prescribing exam" for PSA) is a near equivalent, not an exact one.
+SYNONYM_WEIGHT = 0.7
+SHORT_FORM_SHARE = 0.8
 # Below this cosine similarity a semantic-only hit is a guess, not an answer.
 WEAK_SEMANTIC = 0.30
 HEADING_WEIGHT = 1.0 / (RRF_K + 1)
 WORD_RE = re.compile(r"[\w][\w'’-]*", re.UNICODE)
+# Question and function words: every guide heading is a question ("How do I ..."), so these
+# words say nothing about which section answers. They stay in what the encoder sees (they carry
+# intent there) but do not score keyword matches or heading coverage, unless nothing else is left.
+QUERY_STOP_WORDS = frozenset(
+    """i i'm im i've ive i'd id i'll me my mine myself u ur how what whats what's why who whom whose which where
+    do does did doing don't dont doesn't doesnt didn't is am was were been being isn't wasn't there their they them
+    he she his her it's its could should would shall must might about just really actually also so too very any
+    anything some something someone anyone please thanks thank hi hello ok okay""".split()
+)
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
@@ -77,6 +89,42 @@ def parse_query(raw: str) -> ParsedQuery:
     rest = re.sub(r'"[^"]*"', " ", text).replace('"', " ")
     words = tuple(WORD_RE.findall(rest))
     return ParsedQuery(raw, words, phrases)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One thing a query asks about: a plain word, or a glossary concept however it was typed.
+
+    A concept's `forms` are the ways a guide may write it, each with a weight: the term, its
+    aliases and its expansion are exact equivalents (1.0), its synonyms near ones. Whichever exact
+    form the student typed, the concept searches the same: "PSA" and "prescribing safety
+    assessment" are one query.
+    """
+
+    text: str
+    term: Term | None = None
+    forms: tuple[tuple[str, float], ...] = ()
+    exact: bool = False  # typed as the term, an alias, the expansion or a clear short form of it
+
+    @property
+    def function_word(self) -> bool:
+        return self.term is None and self.text.casefold().replace("’", "'") in QUERY_STOP_WORDS
+
+    @property
+    def semantic_text(self) -> str:
+        """What the encoder sees: acronyms spelled out, in one canonical wording per concept."""
+        t = self.term
+        if t is None or not self.exact:
+            return self.text  # a synonym is the student's own wording: keep it
+        return f"{t.expansion} ({t.term})"
+
+
+def rewrite_query(raw: str, corrections: dict[str, str]) -> str:
+    """The query as typed with corrected words swapped in; quoted phrases are left alone."""
+    parts = re.split(r'("[^"]*")', raw)
+    for i in range(0, len(parts), 2):
+        parts[i] = WORD_RE.sub(lambda m: corrections.get(m.group(0), m.group(0)), parts[i])
+    return re.sub(r"\s+", " ", "".join(parts)).strip()
 
 
 def normalise_query(raw: str) -> str:
@@ -143,6 +191,7 @@ class SearchResponse:
     corrected: bool = False
     expansions: tuple[str, ...] = ()
     filters: dict = field(default_factory=dict)
+    highlight: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -155,6 +204,7 @@ class SearchResponse:
             "did_you_mean": self.did_you_mean,
             "corrected": self.corrected,
             "expansions": list(self.expansions),
+            "highlight": list(self.highlight),
             "generation": self.generation,
             "took_ms": round(self.took_ms, 2),
             "hits": [h.as_dict() for h in self.hits],
@@ -240,24 +290,67 @@ class Generation:
         self.by_id = {c.id: c for c in self.chunks}
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
         self.glossary = Glossary(tuple(Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))}) for t in glossary_data))
-        self._terms = self.glossary.lookup()
-        self._phrases = {t.expansion.casefold(): t for t in self.glossary.terms}
+        # Every way of writing a glossary concept, as casefolded word sequences; exact forms
+        # (term, alias, expansion) win over synonyms when two entries claim the same words.
+        self._forms: dict[tuple[str, ...], tuple[Term, bool]] = {}
+        for exact in (True, False):
+            for t in self.glossary.terms:
+                for name in (t.term, *t.aliases, t.expansion) if exact else t.synonyms:
+                    key = tuple(w.casefold() for w in WORD_RE.findall(name))
+                    if key:
+                        self._forms.setdefault(key, (t, exact))
+        for key, t in self._short_forms().items():
+            self._forms.setdefault(key, (t, True))
+        self._longest_form = max((len(k) for k in self._forms), default=0)
+        self._vocabulary: Vocabulary | None = None
+        self._heading_cache: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+
+    def _short_forms(self) -> dict[tuple[str, ...], Term]:
+        """Clear short forms of long names: "prescribing safety" for Prescribing Safety Assessment.
+
+        Students shorten long names. The first two or more words of a name of three or more words
+        are read as the name when, in the guides, they continue into that name at least
+        SHORT_FORM_SHARE of the time (and appear at least twice); "medical schools" does not stand
+        for the Medical Schools Council because the guides mostly use it on its own.
+        """
+        names: dict[tuple[str, ...], Term] = {}
         for t in self.glossary.terms:
-            for s in t.synonyms:
-                self._phrases.setdefault(s.casefold(), t)
+            for name in (t.term, *t.aliases, t.expansion):
+                key = tuple(w.casefold() for w in WORD_RE.findall(name))
+                if len(key) >= 3:
+                    names.setdefault(key, t)
+        prefixes: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+        for key in names:
+            for n in range(2, len(key)):
+                if analyse(key[n - 1]):  # "unit of" is not a short form of anything
+                    prefixes.setdefault(key[:n], set()).add(key)
+        if not prefixes:
+            return {}
+        lengths = sorted({len(k) for k in (*names, *prefixes)})
+        wanted = set(names) | set(prefixes)
+        counts: dict[tuple[str, ...], int] = {}
+        for c in self.chunks:
+            tokens = [w.casefold() for w in WORD_RE.findall(f"{c.title}\n{' '.join(c.heading_path)}\n{c.text}")]
+            for n in lengths:
+                for i in range(len(tokens) - n + 1):
+                    gram = tuple(tokens[i : i + n])
+                    if gram in wanted:
+                        counts[gram] = counts.get(gram, 0) + 1
+        out: dict[tuple[str, ...], Term] = {}
+        for prefix, full_names in prefixes.items():
+            terms = {names[k].term for k in full_names}
+            seen = counts.get(prefix, 0)
+            continued = sum(counts.get(k, 0) for k in full_names)
+            if len(terms) == 1 and seen >= 2 and continued >= SHORT_FORM_SHARE * seen:
+                out[prefix] = names[next(iter(full_names))]
+        return out
 
-        self._heading_cache: dict[str, frozenset[str]] = {}
-
-    def heading_stems(self, c: Chunk) -> frozenset[str]:
-        """Stems of a chunk's heading (its guide title for an intro), acronyms expanded both ways."""
-        hit = self._heading_cache.get(c.id)
-        if hit is None:
-            text = c.heading if c.anchor else c.title
-            words = WORD_RE.findall(text)
-            extra = self.expansions(ParsedQuery(text, tuple(words), ()))
-            hit = frozenset(t for w in (text, *extra) for t in analyse(w))
-            self._heading_cache[c.id] = hit
-        return hit
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """Words of the indexed sections (for spelling suggestions), built on first use."""
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary(f"{c.title}\n{' '.join(c.heading_path)}\n{c.text}" for c in self.chunks)
+        return self._vocabulary
 
     def close(self) -> None:
         self.keyword.close()
@@ -269,17 +362,64 @@ class Generation:
         except OSError:
             return False
 
+    def _ambiguous(self, word: str, term: Term) -> bool:
+        """A lowercase word that is also an ordinary word of the guides ("news", "tab") is not the acronym."""
+        if not word.islower():
+            return False
+        acronym = any(name.isupper() and name.casefold() == word for name in (term.term, *term.aliases))
+        return acronym and word in self.vocabulary.lowercase_words
+
+    def concept_forms(self, term: Term, typed: str) -> tuple[tuple[str, float], ...]:
+        forms: dict[str, tuple[str, float]] = {}
+        for name in (term.term, *term.aliases, term.expansion):
+            forms.setdefault(name.casefold(), (name, 1.0))
+        for name in term.synonyms:
+            forms.setdefault(name.casefold(), (name, SYNONYM_WEIGHT))
+        if typed.casefold() in forms:
+            forms[typed.casefold()] = (forms[typed.casefold()][0], 1.0)
+        else:
+            forms[typed.casefold()] = (typed, 1.0)
+        return tuple(forms.values())
+
+    def units(self, words: Sequence[str]) -> list[Unit]:
+        """Group query words into units, matching the longest glossary form at each position."""
+        folded = [w.casefold() for w in words]
+        out: list[Unit] = []
+        i = 0
+        while i < len(words):
+            for n in range(min(self._longest_form, len(words) - i), 0, -1):
+                found = self._forms.get(tuple(folded[i : i + n]))
+                if found is None or (n == 1 and self._ambiguous(words[i], found[0])):
+                    continue
+                term, exact = found
+                text = " ".join(words[i : i + n])
+                out.append(Unit(text, term, self.concept_forms(term, text), exact))
+                i += n
+                break
+            else:
+                out.append(Unit(words[i]))
+                i += 1
+        return out
+
+    def heading_terms(self, c: Chunk) -> tuple[frozenset[str], frozenset[str], int]:
+        """Stems, glossary concepts and number of content units of a chunk's heading (its guide title for an intro)."""
+        hit = self._heading_cache.get(c.id)
+        if hit is None:
+            words = WORD_RE.findall(c.heading if c.anchor else c.title)
+            units = [u for u in self.units(words) if not u.function_word and (u.term is not None or analyse(u.text))]
+            terms = [u.term for u in units if u.term is not None]
+            # a heading saying "PSA" also covers the words "prescribing safety assessment"
+            names = [n for t in terms for n in (t.term, *t.aliases, t.expansion)]
+            stems = frozenset(t for w in (*words, *names) for t in analyse(w))
+            hit = self._heading_cache[c.id] = (stems, frozenset(t.term for t in terms), len(units))
+        return hit
+
     def expansions(self, pq: ParsedQuery) -> list[str]:
-        """Glossary expansions for acronyms in the query, and acronyms for spelled-out terms."""
+        """The other exact names of the glossary concepts in the query (PSA <-> Prescribing Safety Assessment)."""
         out: list[str] = []
-        lowered = " " + " ".join(w.casefold() for w in (*pq.words, *pq.phrases)) + " "
-        for w in pq.words:
-            term = self._terms.get(w.casefold())
-            if term and term.expansion.casefold() not in lowered:
-                out.append(term.expansion)
-        for phrase, term in self._phrases.items():
-            if f" {phrase} " in lowered and term.term.casefold() not in lowered.split():
-                out.append(term.term)
+        for u in self.units(pq.words):
+            if u.term is not None:
+                out.extend(f for f in (u.term.expansion, u.term.term) if f.casefold() != u.text.casefold())
         return list(dict.fromkeys(out))
 
 
@@ -407,7 +547,8 @@ class Searcher:
             mode: "hybrid" (default), "keyword" or "semantic".
             category: Only guides of this category.
             tag: Only guides with this tag.
-            spellcheck: Also search likely corrections of unknown words (reported as did_you_mean).
+            spellcheck: Search likely corrections of unknown words instead of them (reported as
+                did_you_mean with corrected=True); when off, a correction is only suggested.
 
         Raises:
             QueryError: a parameter is out of range.
@@ -417,26 +558,33 @@ class Searcher:
         self.check_params(query, limit, mode)
         gen = self.generation()
         pq = parse_query(query)
-        expansions = gen.expansions(pq)
-
-        did_you_mean, corrections = None, {}
-        if spellcheck and pq.words:
-            corrections = self._corrections(gen, pq)
-            if corrections:
-                did_you_mean = " ".join(corrections.get(w, w) for w in pq.words)
-                if pq.phrases:
-                    did_you_mean = " ".join(f'"{p}"' for p in pq.phrases) + " " + did_you_mean
+        # Unknown words with a likely spelling are searched as corrected (spellcheck on) and the
+        # page says so, with a link back; with spellcheck off the suggestion is only offered.
+        suggestions = self._corrections(gen, pq) if pq.words else {}
+        corrections = suggestions if spellcheck else {}
+        did_you_mean = rewrite_query(query, suggestions) if suggestions else None
+        units = gen.units([corrections.get(w, w) for w in pq.words])
+        expansions: list[str] = []
+        for u in units:
+            if u.term is not None:
+                expansions.extend(f for f in (u.term.expansion, u.term.term) if f.casefold() != u.text.casefold())
+        expansions = list(dict.fromkeys(expansions))
+        scoring = [u for u in units if not u.function_word] or units
 
         pool = max(POOL, limit * 3)
         keyword_ids: list[str] = []
         semantic: list[tuple[str, float]] = []
         if mode in ("hybrid", "keyword"):
-            should = [(w, 1.0) for w in pq.words] + [(e, EXPANSION_BOOST) for e in expansions]
-            should += [(c, 0.8) for c in corrections.values()]
-            kq = KeywordQuery(tuple(should), pq.phrases, category, tag)
+            kq = KeywordQuery(
+                should=tuple((u.text, 1.0) for u in scoring if u.term is None),
+                phrases=pq.phrases,
+                category=category,
+                tag=tag,
+                concepts=tuple(u.forms for u in scoring if u.term is not None),
+            )
             keyword_ids = [cid for cid, _ in gen.keyword.search(kq, limit=pool)]
         if mode in ("hybrid", "semantic"):
-            semantic = self._semantic(gen, pq, expansions, corrections, category, tag, pool)
+            semantic = self._semantic(gen, pq, units, category, tag, pool)
         semantic_ids = [cid for cid, _ in semantic]
         sem_score = dict(semantic)
 
@@ -447,17 +595,20 @@ class Searcher:
         else:
             # Weak semantic neighbours must not bury a clear keyword hit: only confident
             # semantic hits take part in fusion at full weight.
-            strong = [cid for cid in semantic_ids if sem_score[cid] >= WEAK_SEMANTIC or cid in set(keyword_ids)]
+            keyword_set = set(keyword_ids)
+            strong = [cid for cid in semantic_ids if sem_score[cid] >= WEAK_SEMANTIC or cid in keyword_set]
             fused = reciprocal_rank_fusion([keyword_ids, strong], weights=[1.0, 1.0])
-            weak = [cid for cid in semantic_ids if cid not in dict(fused)]
+            fused_ids = {cid for cid, _ in fused}
+            weak = [cid for cid in semantic_ids if cid not in fused_ids]
             fused += [(cid, 0.1 / (RRF_K + POOL + i)) for i, cid in enumerate(weak, 1)]
 
         if mode != "semantic" and fused:
-            fused = self._heading_boost(gen, fused, pq, corrections)
+            fused = self._heading_boost(gen, fused, pq, units)
 
+        highlight = self._highlight_terms(pq, scoring)
+        stems = [t for w in highlight for t in analyse(w)]
         kw_rank = {cid: i for i, cid in enumerate(keyword_ids, 1)}
         sem_rank = {cid: i for i, cid in enumerate(semantic_ids, 1)}
-        stems = [t for w in (*pq.words, *pq.phrases, *expansions, *corrections.values()) for t in analyse(w)]
         hits: list[Hit] = []
         for cid, score in fused[: max(limit * 3, limit)]:
             c = gen.by_id.get(cid)
@@ -495,34 +646,54 @@ class Searcher:
             corrected=bool(corrections),
             expansions=tuple(expansions),
             filters={"category": category, "tag": tag},
+            highlight=tuple(highlight),
         )
 
-    def _heading_boost(self, gen: Generation, fused: list[tuple[str, float]], pq: ParsedQuery, corrections: dict) -> list[tuple[str, float]]:
-        """Rank a section whose heading (or, for a guide's intro, title) answers the query first.
+    @staticmethod
+    def _highlight_terms(pq: ParsedQuery, units: Sequence[Unit]) -> list[str]:
+        """Words to mark in snippets and on the guide page: content words, phrases and exact concept forms."""
+        out: list[str] = list(pq.phrases)
+        for u in units:
+            if u.term is None:
+                if analyse(u.text):
+                    out.append(u.text)
+            else:
+                out.extend(form for form, weight in u.forms if weight >= 1.0)
+        return list(dict.fromkeys(out))
 
-        coverage = share of the query's content words found in the heading, where an acronym in the
-        heading also covers the words of its expansion; the bonus is worth up to one extra rank-1 vote.
+    def _heading_boost(self, gen: Generation, fused: list[tuple[str, float]], pq: ParsedQuery, units: Sequence[Unit]) -> list[tuple[str, float]]:
+        """Rank a section whose heading (or, for a guide's intro, title) clearly answers the query first.
+
+        The heading and the query are compared as sets of units (content words, glossary concepts
+        whichever name is used, quoted phrases): recall is the share of the query the heading
+        covers, precision the share of the heading the query covers. A clear match has both, so the
+        bonus is F1 squared, worth up to one extra rank-1 vote: "What is the PSA and who runs it?"
+        beats "What support is there if I've failed the PSA?" for the query "PSA".
         """
-        query_stems = {t for w in (*pq.phrases, *(corrections.get(w, w) for w in pq.words)) for t in analyse(w)}
-        if not query_stems:
+        wanted: list[tuple[frozenset[str], str | None, bool]] = [(frozenset(analyse(p)), None, False) for p in pq.phrases]
+        for u in units:
+            stems = frozenset(analyse(u.text))
+            if stems or u.term is not None:
+                wanted.append((stems, u.term.term if u.term is not None else None, u.function_word))
+        if not wanted:
             return fused
         out = []
         for cid, score in fused:
             c = gen.by_id.get(cid)
             if c is None:
                 continue
-            stems = gen.heading_stems(c)
-            coverage = len(query_stems & stems) / len(query_stems)
-            out.append((cid, score + HEADING_WEIGHT * coverage * coverage))
+            stems, concepts, size = gen.heading_terms(c)
+            covered = [fw for ustems, concept, fw in wanted if (concept is not None and concept in concepts) or (ustems and ustems <= stems)]
+            recall = len(covered) / len(wanted)
+            precision = min(1.0, sum(not fw for fw in covered) / size) if size else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            out.append((cid, score + HEADING_WEIGHT * f1 * f1))
         return sorted(out, key=lambda kv: -kv[1])
 
-    def _semantic(self, gen: Generation, pq: ParsedQuery, expansions, corrections, category, tag, pool) -> list[tuple[str, float]]:
+    def _semantic(self, gen: Generation, pq: ParsedQuery, units: Sequence[Unit], category, tag, pool) -> list[tuple[str, float]]:
         if self.embedder is None:
             raise IndexMismatchError("semantic search needs an embedding model; none is configured")
-        words = [corrections.get(w, w) for w in pq.words]
-        text = " ".join((*pq.phrases, *words))
-        if expansions:
-            text += " (" + "; ".join(expansions) + ")"
+        text = " ".join((*pq.phrases, *(u.semantic_text for u in units)))
         encode_query = getattr(self.embedder, "encode_query", None)
         vector = encode_query(text) if encode_query else self.embedder.encode([text])[0]
         filtered = bool(category or tag or pq.phrases)
@@ -543,14 +714,19 @@ class Searcher:
         return out
 
     def _corrections(self, gen: Generation, pq: ParsedQuery) -> dict[str, str]:
-        out = {}
-        for w in pq.words:
-            lw = w.lower()
-            if len(lw) < 4 or not lw.isalpha() or lw in gen._terms or gen.keyword.has_term(lw):
+        """Likely intended words for query words the index has never seen (and no glossary form is)."""
+        out: dict[str, str] = {}
+        for i, w in enumerate(pq.words):
+            lw = w.casefold()
+            if len(lw) < MIN_LENGTH or not lw.isalpha() or (lw,) in gen._forms or not analyse(lw):
                 continue
-            suggestions = gen.keyword.suggest(lw)
-            if suggestions and suggestions[0] != lw:
-                out[w] = suggestions[0]
+            if any(ch.isupper() for ch in w[1:]) or (i > 0 and w[0].isupper()):
+                continue  # CamelCase, an acronym or a name mid-sentence: an identifier, not a typo
+            if lw in gen.vocabulary or gen.keyword.has_term(lw):
+                continue
+            suggestion = gen.vocabulary.suggest(lw)
+            if suggestion:
+                out[w] = suggestion
         return out
 
     @_index_faults

@@ -86,11 +86,12 @@ def home():
 def search_page():
     k = kb()
     q = request.args.get("q", "") or ""
+    tags = sorted(k.library.snapshot().taxonomy.tags)
     if not q.strip():
-        return render_template("search.html", data=None, q="", categories=_categories(), params=request.args)
+        return render_template("search.html", data=None, q="", categories=_categories(), tags=tags, params=request.args)
     data = _search_data("page")
     issue_url = f"{k.settings['KB_REPO_URL'].rstrip('/')}/issues/new?title={quote_plus('Guide request: ' + q[:150])}&labels=guide-request"
-    return render_template("search.html", data=data, q=q, categories=_categories(), params=request.args, issue_url=issue_url)
+    return render_template("search.html", data=data, q=q, categories=_categories(), tags=tags, params=request.args, issue_url=issue_url)
 
 
 @bp.get("/guides")

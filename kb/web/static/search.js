@@ -24,8 +24,11 @@
     setTimeout(function () { s.textContent = text; }, 30);  // a change, even to the same words, is announced
   }
   function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
-  function sectionHref(hit, q) {
-    return "/guides/" + encodeURIComponent(hit.slug) + "?h=" + encodeURIComponent(q) + (hit.anchor ? "#" + encodeURIComponent(hit.anchor) : "");
+  // The words to mark on the guide page: what the search matched (corrected spellings, acronyms
+  // and their expansions) when the API says so, else the query as typed.
+  function sectionHref(hit, q, data) {
+    var words = data && data.highlight && data.highlight.length ? data.highlight.join(" ") : q;
+    return "/guides/" + encodeURIComponent(hit.slug) + "?h=" + encodeURIComponent(words) + (hit.anchor ? "#" + encodeURIComponent(hit.anchor) : "");
   }
   // Which result was followed: the search's random id, the guide and its rank, sent as a beacon (see
   // followed()); result links on /search also carry a ping attribute. As-you-type searches are not
@@ -158,7 +161,7 @@
           var groups = data.groups || [];
           groups.forEach(function (g, gi) {
             g.sections.forEach(function (h, i) {
-              html.push('<a role="option" tabindex="-1" aria-selected="false" id="' + input.id + "-opt-" + html.length + '" href="' + escapeHtml(sectionHref(h, q)) + '"' + clickAttr(data, g.slug, gi + 1, q) + ">" +
+              html.push('<a role="option" tabindex="-1" aria-selected="false" id="' + input.id + "-opt-" + html.length + '" href="' + escapeHtml(sectionHref(h, q, data)) + '"' + clickAttr(data, g.slug, gi + 1, q) + ">" +
                 (i === 0 ? '<span class="lr-guide">' + escapeHtml(g.title) + "</span>" : "") +
                 '<span class="lr-section">' + escapeHtml(h.heading) + "</span>" +
                 '<span class="lr-snippet">' + h.snippet + "</span></a>");  // snippets are escaped server-side; only <mark> is added

@@ -1,0 +1,472 @@
+"""Relevance evaluation: labelled queries, BEIR datasets as guides, nDCG/MRR/Recall per search mode."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kb.chunking import Chunk
+from kb.errors import ContentError, Problem
+
+K = 10
+BEIR_CATEGORY = "corpus"
+BEIR_TAG = "beir"
+TITLE_MAX, SUMMARY_MAX = 120, 300  # the guide schema's limits (kb/content.py)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One labelled query: which guides answer it and, where one does, which sections.
+
+    `grades` gives each relevant guide's grade (1 for the own set, the qrels score for BEIR);
+    a guide whose first shown section is one of its `anchors` earns one extra point of gain.
+    """
+
+    qid: str
+    query: str
+    grades: dict[str, int]
+    anchors: dict[str, frozenset[str]] = field(default_factory=dict)
+    kinds: tuple[str, ...] = ()
+
+    def gain(self, slug: str, first_anchor: str | None) -> int:
+        grade = self.grades.get(slug, 0)
+        if grade <= 0:
+            return 0
+        return grade + (1 if first_anchor is not None and first_anchor in self.anchors.get(slug, ()) else 0)
+
+    def ideal_gains(self) -> list[int]:
+        return sorted((g + (1 if self.anchors.get(s) else 0) for s, g in self.grades.items() if g > 0), reverse=True)
+
+
+# ---- metrics (pure) ---------------------------------------------------------------------------
+def dcg(gains: Sequence[float], k: int = K) -> float:
+    """Discounted cumulative gain with linear gains, as trec_eval and BEIR compute it."""
+    return sum(g / math.log2(i + 2) for i, g in enumerate(gains[:k]))
+
+
+def ndcg_at_k(gains: Sequence[float], ideal: Sequence[float], k: int = K) -> float:
+    """nDCG@k of a ranked list of gains against the ideal gains (any order); 0 when nothing is relevant."""
+    best = dcg(sorted(ideal, reverse=True), k)
+    return dcg(gains, k) / best if best > 0 else 0.0
+
+
+def mrr_at_k(relevant_flags: Sequence[bool], k: int = K) -> float:
+    """Reciprocal rank of the first relevant result within the top k, else 0."""
+    for i, flag in enumerate(relevant_flags[:k], 1):
+        if flag:
+            return 1.0 / i
+    return 0.0
+
+
+def recall_at_k(ranked: Sequence[str], relevant: Iterable[str], k: int) -> float:
+    """Share of the relevant ids found in the top k (0 when nothing is relevant)."""
+    rel = set(relevant)
+    if not rel:
+        return 0.0
+    return len(rel & set(ranked[:k])) / len(rel)
+
+
+# ---- labelled set ------------------------------------------------------------------------------
+def load_judgements(path: Path | str) -> list[Judged]:
+    """Read a labelled query file (see tests/relevance/student_queries.yml); raise ContentError on bad entries."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise ContentError([Problem(str(path), 0, 0, "error", f"cannot read the labelled queries: {exc}", "fix the YAML", "eval.yaml")]) from exc
+    problems: list[Problem] = []
+    out: list[Judged] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(data if isinstance(data, list) else [], 1):
+        q = entry.get("q") if isinstance(entry, dict) else None
+        rel = entry.get("relevant") if isinstance(entry, dict) else None
+        if not isinstance(q, str) or not q.strip() or not isinstance(rel, dict) or not rel:
+            problems.append(
+                Problem(str(path), 0, 0, "error", f"entry {i} needs a text 'q' and a non-empty 'relevant' mapping", "see the file's header", "eval.entry")
+            )
+            continue
+        if q.casefold() in seen:
+            problems.append(Problem(str(path), 0, 0, "error", f"query '{q}' appears twice", "merge the two entries", "eval.duplicate"))
+        seen.add(q.casefold())
+        kinds = entry.get("kind") or ()
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        anchors = {str(slug): frozenset(str(a) for a in (anc or ())) for slug, anc in rel.items()}
+        out.append(Judged(f"q{i}", q, {slug: 1 for slug in anchors}, anchors, kinds))
+    if not isinstance(data, list):
+        problems.append(Problem(str(path), 1, 1, "error", "the labelled queries must be a list", "see the file's header", "eval.type"))
+    if problems:
+        raise ContentError(problems)
+    return out
+
+
+def check_judgements(judged: Sequence[Judged], chunks: Iterable[Chunk]) -> list[str]:
+    """Every slug and anchor named by the judgements must exist in the indexed guides."""
+    anchors: dict[str, set[str]] = {}
+    for c in chunks:
+        anchors.setdefault(c.slug, set()).add(c.anchor)
+    problems = []
+    for j in judged:
+        for slug, wanted in j.anchors.items():
+            if slug not in anchors:
+                problems.append(f"{j.query!r}: no guide called '{slug}'")
+                continue
+            problems.extend(f"{j.query!r}: guide '{slug}' has no section '#{a}'" for a in sorted(wanted - anchors[slug]))
+    return problems
+
+
+# ---- BEIR datasets --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BeirSet:
+    name: str
+    corpus_path: Path
+    judged: list[Judged]
+    doc_count: int
+
+
+def _jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def beir_slug(doc_id: str) -> str:
+    """A guide slug for a BEIR document id (lowercase letters, digits and hyphens)."""
+    return "doc-" + (re.sub(r"[^a-z0-9]+", "-", doc_id.lower()).strip("-") or "x")
+
+
+def load_beir(folder: Path | str, split: str = "test") -> BeirSet:
+    """Read a BEIR folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv (header line first)."""
+    folder = Path(folder)
+    missing = [name for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv") if not (folder / name).is_file()]
+    if missing:
+        raise ContentError(
+            [
+                Problem(
+                    str(folder),
+                    0,
+                    0,
+                    "error",
+                    f"not a BEIR folder: missing {', '.join(missing)}",
+                    "pass a folder with corpus.jsonl, queries.jsonl and qrels/",
+                    "eval.beir",
+                )
+            ]
+        )
+    qrels: dict[str, dict[str, int]] = {}
+    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as fh:
+        for n, line in enumerate(fh):
+            parts = line.rstrip("\n").split("\t")
+            if n == 0 and not parts[-1].strip().lstrip("-").isdigit():
+                continue  # header
+            if len(parts) >= 3:
+                qrels.setdefault(parts[0], {})[beir_slug(parts[1])] = int(parts[2])
+    queries = {str(q["_id"]): q["text"] for q in _jsonl(folder / "queries.jsonl") if str(q["_id"]) in qrels}
+    judged = [Judged(qid, queries[qid], grades) for qid, grades in qrels.items() if qid in queries and any(g > 0 for g in grades.values())]
+    doc_count = sum(1 for _ in _jsonl(folder / "corpus.jsonl"))
+    return BeirSet(folder.name, folder / "corpus.jsonl", judged, doc_count)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:.-") + "…"
+
+
+def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
+    """Write a BEIR corpus as guides: dest/<category>/<slug>.md plus taxonomy.yml.
+
+    Each document becomes one guide: its title is the guide title (cut to the schema's 120
+    characters), the full title is the guide summary (guides must have one, and the summary keeps
+    the words a cut title loses), and the abstract is the body. No headings, so the site's own
+    chunker splits long abstracts by paragraph and sentence. Returns the number of guides written.
+    """
+    dest = Path(dest)
+    folder = dest / BEIR_CATEGORY
+    folder.mkdir(parents=True, exist_ok=True)
+    taxonomy = {
+        "categories": {BEIR_CATEGORY: {"title": "Corpus", "description": "Documents of a BEIR dataset, one guide each."}},
+        "tags": [BEIR_TAG],
+    }
+    (dest / "taxonomy.yml").write_text(yaml.safe_dump(taxonomy), encoding="utf-8")
+    titles: set[str] = set()
+    count = 0
+    for doc in _jsonl(Path(corpus_path)):
+        doc_id = str(doc["_id"])
+        slug = beir_slug(doc_id)
+        full = re.sub(r"\s+", " ", str(doc.get("title") or "")).strip() or f"Document {doc_id}"
+        title = _cut(full, TITLE_MAX)
+        if title.casefold() in titles:  # titles must be unique: tell duplicates apart by id
+            suffix = f" [{doc_id}]"
+            title = _cut(full, TITLE_MAX - len(suffix)) + suffix
+        titles.add(title.casefold())
+        body = re.sub(r"\s+", " ", str(doc.get("text") or "")).strip() or full
+        if re.match(r"[#>=|+*-]|\d+[.)]\s", body):
+            body = "\\" + body  # plain prose: never a heading, quote or list
+        meta = {
+            "title": title,
+            "summary": _cut(full, SUMMARY_MAX),
+            "category": BEIR_CATEGORY,
+            "tags": [BEIR_TAG],
+            "authors": ["BEIR corpus"],
+            "last_reviewed": "2020-01-01",
+            "applies_to": "evergreen",
+            "sources": [{"title": "BEIR benchmark", "url": "https://github.com/beir-cellar/beir"}],
+        }
+        text = "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=10_000) + "---\n\n" + body + "\n"
+        (folder / f"{slug}.md").write_text(text, encoding="utf-8")
+        count += 1
+    return count
+
+
+# ---- running an evaluation -------------------------------------------------------------------------
+@dataclass
+class QueryResult:
+    qid: str
+    query: str
+    ranked: list[tuple[str, str]]  # (slug, first section's anchor) per guide, best first
+    ndcg: float
+    rr: float
+    recall5: float
+    recall10: float
+    section_top: bool | None  # the top guide's first section is an answering one (None: no anchors)
+    ms: float
+    did_you_mean: str | None = None
+
+
+@dataclass
+class ModeScores:
+    mode: str
+    results: list[QueryResult]
+
+    def _mean(self, values: Iterable[float]) -> float:
+        values = list(values)
+        return statistics.fmean(values) if values else 0.0
+
+    def summary(self) -> dict[str, float]:
+        r = self.results
+        sections = [q.section_top for q in r if q.section_top is not None]
+        return {
+            "ndcg@10": round(self._mean(q.ndcg for q in r), 4),
+            "mrr@10": round(self._mean(q.rr for q in r), 4),
+            "recall@5": round(self._mean(q.recall5 for q in r), 4),
+            "recall@10": round(self._mean(q.recall10 for q in r), 4),
+            "section@1": round(self._mean(float(s) for s in sections), 4) if sections else None,
+            "latency_ms": round(self._mean(q.ms for q in r), 2),
+            "p95_ms": round(sorted(q.ms for q in r)[max(0, math.ceil(0.95 * len(r)) - 1)], 2) if r else 0.0,
+            "queries": len(r),
+        }
+
+
+def score_query(j: Judged, ranked: Sequence[tuple[str, str]], ms: float = 0.0, k: int = K, did_you_mean: str | None = None) -> QueryResult:
+    """Score one ranked list of (guide slug, first section anchor) against a judgement."""
+    ranked = list(ranked)[:k]
+    gains = [j.gain(slug, anchor) for slug, anchor in ranked]
+    slugs = [s for s, _ in ranked]
+    relevant = [s for s, g in j.grades.items() if g > 0]
+    section_top = None
+    if any(j.anchors.values()):
+        section_top = bool(ranked) and ranked[0][1] in j.anchors.get(ranked[0][0], ())
+    return QueryResult(
+        j.qid,
+        j.query,
+        ranked,
+        ndcg_at_k(gains, j.ideal_gains(), k),
+        mrr_at_k([j.grades.get(s, 0) > 0 for s in slugs], k),
+        recall_at_k(slugs, relevant, 5),
+        recall_at_k(slugs, relevant, 10),
+        section_top,
+        ms,
+        did_you_mean,
+    )
+
+
+def evaluate(
+    searcher, judged: Sequence[Judged], modes: Sequence[str] = ("keyword", "semantic", "hybrid"), k: int = K, progress: Callable[[str, int], None] | None = None
+) -> dict[str, ModeScores]:
+    """Run every judged query through `searcher.search` in each mode, exactly as the site does.
+
+    The ranked list is the guides in the order the site shows them (each guide ranked by its best
+    section); the first section shown under a guide is its deep link.
+    """
+    out: dict[str, ModeScores] = {}
+    for mode in modes:
+        results = []
+        for n, j in enumerate(judged, 1):
+            started = time.perf_counter()
+            response = searcher.search(j.query, limit=k, mode=mode)
+            ms = (time.perf_counter() - started) * 1000
+            ranked = [(g.slug, g.hits[0].anchor) for g in response.groups]
+            results.append(score_query(j, ranked, ms, k, response.did_you_mean))
+            if progress:
+                progress(mode, n)
+        out[mode] = ModeScores(mode, results)
+    return out
+
+
+# ---- the command behind scripts/eval_search.py --------------------------------------------------------
+MODE_ORDER = ("keyword", "semantic", "hybrid")
+DEFAULT_QUERIES = Path(__file__).resolve().parent.parent / "tests" / "relevance" / "student_queries.yml"
+
+
+def format_table(title: str, scores: dict[str, ModeScores]) -> str:
+    """The side-by-side table the command prints."""
+    lines = [title, f"{'mode':<10}{'nDCG@10':>9}{'MRR@10':>9}{'R@5':>8}{'R@10':>8}{'Sect@1':>9}{'ms/query':>10}{'p95 ms':>9}"]
+    for mode in (m for m in MODE_ORDER if m in scores):
+        s = scores[mode].summary()
+        sect = f"{s['section@1']:.3f}" if s["section@1"] is not None else "-"
+        lines.append(
+            f"{mode:<10}{s['ndcg@10']:>9.3f}{s['mrr@10']:>9.3f}{s['recall@5']:>8.3f}{s['recall@10']:>8.3f}{sect:>9}{s['latency_ms']:>10.1f}{s['p95_ms']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def by_kind(judged: Sequence[Judged], scores: ModeScores) -> dict[str, dict[str, float]]:
+    """MRR@10 and nDCG@10 per query kind (typo, acronym, ...)."""
+    kinds: dict[str, list[QueryResult]] = {}
+    kind_of = {j.qid: j.kinds for j in judged}
+    for r in scores.results:
+        for kind in kind_of.get(r.qid, ()) or ("-",):
+            kinds.setdefault(kind, []).append(r)
+    return {
+        kind: {"queries": len(rs), "mrr@10": round(statistics.fmean(r.rr for r in rs), 3), "ndcg@10": round(statistics.fmean(r.ndcg for r in rs), 3)}
+        for kind, rs in sorted(kinds.items())
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the evaluation, print the table (or JSON); returns the exit code."""
+    import argparse
+    import os
+    import sys
+    import tempfile
+
+    from kb import config
+    from kb.build import build_index, index_status
+    from kb.embedding import SentenceTransformerEmbedder
+    from kb.errors import KBError
+    from kb.search import Searcher
+
+    parser = argparse.ArgumentParser(
+        prog="eval_search.py",
+        description="Measure search relevance (nDCG@10, MRR@10, Recall@5/10, latency) for keyword, semantic and hybrid modes.",
+    )
+    parser.add_argument("--beir", metavar="DIR", help="evaluate on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead of the labelled guides")
+    parser.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
+    parser.add_argument("--queries", default=str(DEFAULT_QUERIES), help="labelled query file for the guides (default: %(default)s)")
+    parser.add_argument("--content", help="guides folder (default: KB_CONTENT_DIR)")
+    parser.add_argument("--index", help="use this built index of the guides instead of the live one or a fresh build")
+    parser.add_argument("--work-dir", help="keep the BEIR guides and index here to reuse them next time (default: a temporary folder, deleted)")
+    parser.add_argument("--modes", default=",".join(MODE_ORDER), help="comma-separated modes (default: %(default)s)")
+    parser.add_argument("--max-queries", type=int, default=0, help="evaluate only the first N queries (quick checks)")
+    parser.add_argument("--by-kind", action="store_true", help="also print hybrid MRR@10 per query kind")
+    parser.add_argument("--misses", action="store_true", help="also list queries whose first hybrid result is not relevant")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODE_ORDER]
+    if bad or not modes:
+        parser.error(f"--modes must be a comma-separated subset of {','.join(MODE_ORDER)}; got '{args.modes}'")
+    settings = config.validate({k: v for k, v in os.environ.items() if k in config.BY_NAME})
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    # No query cache: every mode pays for its own query encoding, so latencies compare fairly.
+    embedder = SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"], cache_size=0)
+    tmp = tempfile.TemporaryDirectory(prefix="kb-eval-")
+    try:
+        if args.beir:
+            beir = load_beir(args.beir, args.split)
+            judged = beir.judged
+            work = Path(args.work_dir) if args.work_dir else Path(tmp.name)
+            content_dir, index_dir = work / "content", work / "index"
+            say(f"Writing {beir.doc_count:,} documents of {beir.name} as guides in {content_dir} ...")
+            beir_to_content(beir.corpus_path, content_dir)
+            say("Building the index with the site's build code (this embeds every chunk; minutes on 2 cores) ...")
+            report = build_index(content_dir, index_dir, embedder, progress=sys.stderr.isatty() and not args.json)
+            say(report.summary())
+            dataset = f"{beir.name} (BEIR, {args.split} split)"
+        else:
+            content_dir = Path(args.content or settings["KB_CONTENT_DIR"])
+            judged = load_judgements(args.queries)
+            if args.index:
+                index_dir = Path(args.index)
+                say(f"Using the index at {index_dir}")
+            else:
+                live = Path(settings["KB_INDEX_DIR"])
+                status = index_status(content_dir, live, embedder.name)
+                if status.built and not status.stale:
+                    index_dir = live
+                    say(f"Using the live index {status.generation} (up to date with {content_dir})")
+                else:
+                    index_dir = Path(tmp.name) / "index"
+                    say(f"The live index is not usable ({status.reason}); building a temporary one from {content_dir} ...")
+                    say(build_index(content_dir, index_dir, embedder).summary())
+            dataset = f"own labelled set ({Path(args.queries).name})"
+        if args.max_queries:
+            judged = judged[: args.max_queries]
+        searcher = Searcher(index_dir, embedder, max_query_length=5000, max_limit=200)
+        gen = searcher.generation()
+        if not args.beir:
+            problems = check_judgements(judged, gen.chunks)
+            if problems:
+                say("The labelled queries name guides or sections that do not exist:\n  " + "\n  ".join(problems))
+                return 2
+        searcher.search("warm up", limit=K, mode="hybrid")
+        say(f"Evaluating {len(judged)} queries in {', '.join(modes)} mode ...")
+        scores = evaluate(searcher, judged, modes)
+        chunks = len(gen.chunks)
+        guides = len({c.slug for c in gen.chunks})
+        command = "python scripts/eval_search.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        if args.json:
+            payload = {
+                "dataset": dataset,
+                "queries": len(judged),
+                "guides": guides,
+                "chunks": chunks,
+                "model": embedder.name,
+                "command": command.strip(),
+                "modes": {m: scores[m].summary() for m in MODE_ORDER if m in scores},
+            }
+            if args.by_kind and "hybrid" in scores and not args.beir:
+                payload["hybrid_by_kind"] = by_kind(judged, scores["hybrid"])
+            print(json.dumps(payload, indent=2))
+        else:
+            title = f"{dataset}: {len(judged)} queries over {guides:,} guides ({chunks:,} sections); model {embedder.name}"
+            print(format_table(title, scores))
+            if args.by_kind and "hybrid" in scores and not args.beir:
+                print("\nhybrid by query kind:")
+                for kind, s in by_kind(judged, scores["hybrid"]).items():
+                    print(f"  {kind:<11} {s['queries']:>4} queries  MRR@10 {s['mrr@10']:.3f}  nDCG@10 {s['ndcg@10']:.3f}")
+            if args.misses and "hybrid" in scores:
+                print("\nhybrid: first result not relevant:")
+                wanted = {j.qid: j for j in judged}
+                for r in scores["hybrid"].results:
+                    if r.rr < 1.0:
+                        got = ", ".join(f"{s}#{a}" if a else s for s, a in r.ranked[:3])
+                        print(f"  [{r.rr:.2f}] {r.query!r}\n      wanted {sorted(wanted[r.qid].grades)}\n      got    {got}")
+        return 0
+    except ContentError as exc:
+        for p in exc.problems:
+            say(p.format())
+        return 1
+    except KBError as exc:
+        say(f"eval_search: {exc.message}")
+        return 1
+    finally:
+        tmp.cleanup()
