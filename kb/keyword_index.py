@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterable
@@ -70,6 +71,13 @@ def update(path: Path, removed_slugs: Iterable[str], added: Iterable[Chunk]) -> 
 def analyse(text: str) -> list[str]:
     """Stemmed, lowercased, stop-word-free tokens as the index sees them."""
     return [t.text for t in ANALYZER(text)]
+
+
+@functools.lru_cache(maxsize=65536)
+def stem(word: str) -> str | None:
+    """The index form of one word, or None for a stop word; memoised, as snippets stem the same words again and again."""
+    tokens = analyse(word)
+    return tokens[0] if tokens else None
 
 
 @dataclass(frozen=True)
