@@ -137,18 +137,26 @@ def machine() -> dict:
                 mem_gib = int(line.split()[1]) / 1024 / 1024
     except OSError:
         pass
-    import faiss
-    import torch
+    from importlib import metadata
 
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    torch = sys.modules.get("torch")
     return {
         "cpu": cpu,
         "cores": os.cpu_count() or 0,
         "memory_gib": round(mem_gib, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "faiss": faiss.__version__,
+        "torch": version("torch"),
+        "torch_threads": torch.get_num_threads() if torch is not None else 0,
+        "onnxruntime": version("onnxruntime"),
+        "faiss": version("faiss-cpu"),
+        "whoosh": version("Whoosh-Reloaded"),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0),
     }
 
@@ -363,15 +371,28 @@ def time_queries(searcher: Searcher, queries: Sequence[str], mode: str, passes: 
 
 
 def time_encoding(embedder, queries: Sequence[str]) -> dict:
+    """One query at a time: through the query path (the ONNX export when prepared) and through sentence-transformers."""
+    out = {}
     clear = getattr(embedder, "clear_cache", None)
-    if clear:
-        clear()
+    if hasattr(embedder, "encode_query"):
+        if clear:
+            clear()
+        per = []
+        for q in queries:
+            t = time.perf_counter()
+            embedder.encode_query(q)
+            per.append(time.perf_counter() - t)
+        out["query_path"] = summary_ms(per)
+        out["backend"] = getattr(embedder, "query_backend", "encode")
     per = []
     for q in queries:
         t = time.perf_counter()
         embedder.encode([q])
         per.append(time.perf_counter() - t)
-    return summary_ms(per)
+    out["sentence_transformers"] = summary_ms(per)
+    if clear:
+        clear()
+    return out
 
 
 # ---- in-process query latency ------------------------------------------------------------------
@@ -510,10 +531,11 @@ def search_path(q: str) -> str:
     return "/api/search?" + urllib.parse.urlencode({"q": q, "limit": 8})
 
 
-def load_test(host: str, port: int, queries: Sequence[str], clients: int, requests_per_client: int) -> dict:
-    """`clients` threads each send `requests_per_client` searches back to back (no think time).
+def load_test(host: str, port: int, queries: Sequence[str], clients: int, requests_per_client: int, pause: float = 0.0) -> dict:
+    """`clients` threads each send `requests_per_client` searches, waiting `pause` seconds after each answer.
 
-    Client c sends queries[c], queries[c + clients], ...: no query is sent twice within a run.
+    pause=0 is a saturation run (throughput); a pause like the site's 150 ms typing debounce models
+    students typing. Client c sends queries[c], queries[c + clients], ...: no query repeats within a run.
     """
     latencies: list[float] = []
     errors: list[str] = []
@@ -531,6 +553,8 @@ def load_test(host: str, port: int, queries: Sequence[str], clients: int, reques
             except (OSError, ValueError) as exc:
                 errs.append(exc.__class__.__name__)
             mine.append(time.perf_counter() - t)
+            if pause:
+                time.sleep(pause)
         with lock:
             latencies.extend(mine)
             errors.extend(errs)
@@ -545,6 +569,7 @@ def load_test(host: str, port: int, queries: Sequence[str], clients: int, reques
     out = summary_ms(latencies)
     out.update(
         clients=clients,
+        pause_ms=pause * 1000,
         requests=len(latencies),
         errors=len(errors),
         error_kinds=sorted(set(errors)),
@@ -609,6 +634,7 @@ def bench_http(
     log_path = work / "gunicorn.log"
     cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
     out: dict = {"command": "gunicorn -c gunicorn.conf.py 'app:create_app()'", "workers": workers}
+    out["query_backend"] = "onnx" if any((index_dir / "encoders").glob("*/model.onnx")) else "sentence-transformers"
     with open(log_path, "w") as logf:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
@@ -640,7 +666,18 @@ def bench_http(
             rest = fresh[requests_1:]
             eight = load_test("127.0.0.1", port, rest[: 8 * requests_8], 8, requests_8)
             served += eight["requests"]
+            if served < memory_queries:
+                extra = load_test("127.0.0.1", port, list(reversed(queries)), 2, (memory_queries - served + 1) // 2)
+                served += extra["requests"]
+            out["memory_after"] = server_memory(proc.pid)
+            out["memory_after_queries"] = served
             log(f"  8 clients: p50 {eight['p50']:.1f} ms  p95 {eight['p95']:.1f} ms  {eight['throughput']:.1f} req/s  errors {eight['errors']}")
+            typing_pool = rest[8 * requests_8 : 16 * requests_8]
+            typing = load_test("127.0.0.1", port, typing_pool, 8, requests_8, pause=0.15)
+            served += typing["requests"]
+            log(
+                f"  8 clients typing (150 ms pause): p50 {typing['p50']:.1f} ms  p95 {typing['p95']:.1f} ms  {typing['throughput']:.1f} req/s  errors {typing['errors']}"
+            )
             # the same queries again: every one is now in the workers' query-embedding caches
             repeat_pool = rest[: 8 * requests_8]
             eight_cached = load_test("127.0.0.1", port, repeat_pool, 8, requests_8)
@@ -648,12 +685,9 @@ def bench_http(
             log(
                 f"  8 clients, repeated queries: p50 {eight_cached['p50']:.1f} ms  p95 {eight_cached['p95']:.1f} ms  {eight_cached['throughput']:.1f} req/s  errors {eight_cached['errors']}"
             )
-            if served < memory_queries:
-                extra = load_test("127.0.0.1", port, list(reversed(queries)), 2, (memory_queries - served + 1) // 2)
-                served += extra["requests"]
-            out["memory_after"] = server_memory(proc.pid)
-            out["memory_after_queries"] = served
-            out.update(one=one, eight=eight, eight_cached=eight_cached, distinct_queries=len(set(fresh[: requests_1 + 8 * requests_8])))
+            out["memory_end"] = server_memory(proc.pid)
+            out["memory_end_queries"] = served
+            out.update(one=one, eight=eight, typing=typing, eight_cached=eight_cached, distinct_queries=len(set(fresh[: requests_1 + 16 * requests_8])))
         finally:
             proc.terminate()
             try:
@@ -723,8 +757,8 @@ def render(results: dict) -> str:
     lines = [
         f"Run `{results['command']}` on {results['date']} in {results['elapsed_min']:.1f} minutes.",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}; Python {m['python']}, torch {m['torch']} "
-        f"({m['torch_threads']} threads), faiss {m['faiss']}. Load average at start {m['load_average'][0]:.2f} "
-        f"(the machine was shared: figures are medians of repeated runs, see Method).",
+        f"({m['torch_threads']} threads for batch encoding), onnxruntime {m['onnxruntime']}, faiss-cpu {m['faiss']}, Whoosh-Reloaded {m['whoosh']}. "
+        f"Load average (1 min) {m['load_average'][0]:.2f} at the start and {m.get('load_average_end', m['load_average'])[0]:.2f} at the end.",
         "",
         "### Targets",
         "",
@@ -758,7 +792,14 @@ def render(results: dict) -> str:
         qinfo = results.get("query_info", {})
         lines += [""]
         if enc:
-            lines.append(f"Encoding one query alone (the model, no search): p50 {fmt(enc['p50'])} ms, p95 {fmt(enc['p95'])} ms over {enc['n']} queries.")
+            qp, st = enc.get("query_path"), enc["sentence_transformers"]
+            if qp:
+                lines.append(
+                    f"Encoding one query alone (no search), {qp['n']} queries: {enc['backend']} p50 {fmt(qp['p50'])} ms, p95 {fmt(qp['p95'])} ms; "
+                    f"sentence-transformers (torch) p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms."
+                )
+            else:
+                lines.append(f"Encoding one query alone (no search): p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms over {st['n']} queries.")
         if qinfo:
             lines.append(
                 f"Queries: {qinfo['n']} distinct, {qinfo['recipe']}; each timed {qinfo['passes']} times, per-query median, then p50/p95 across queries."
@@ -777,18 +818,30 @@ def render(results: dict) -> str:
             "| clients | queries | p50 | p95 | throughput | errors |",
             "|---:|---|---:|---:|---:|---:|",
         ]
-        for key, label in (("one", "distinct"), ("eight", "distinct"), ("eight_cached", "repeated (cached)")):
+        for key, label in (
+            ("one", "distinct, back to back"),
+            ("eight", "distinct, back to back"),
+            ("typing", "distinct, 150 ms pause after each answer"),
+            ("eight_cached", "repeated (cached), back to back"),
+        ):
             d = h[key]
             lines.append(f"| {d['clients']} | {label} | {fmt(d['p50'])} ms | {fmt(d['p95'])} ms | {fmt(d['throughput'])} req/s | {d['errors']} |")
         lines += [
             "",
-            "Clients send requests back to back with no pause (a saturation test: 8 clients keep both workers busy). "
-            f"Distinct: no query is repeated ({h['distinct_queries']} different queries), so every request encodes its query.",
+            "Back to back: each client sends its next request as soon as the answer arrives (a saturation test: 8 clients keep "
+            "both workers busy, and the load generator runs on the same 2 cores). With a pause: each client waits 150 ms after "
+            "each answer, the site's typing debounce. "
+            f"Distinct: no query is repeated ({h['distinct_queries']} different queries), so every request encodes its query. "
+            f"Query encoder in the workers: {h.get('query_backend', 'n/a')}.",
             "",
             "| server memory | master | workers |",
             "|---|---:|---:|",
         ]
-        for key, label in (("memory_start", "after start (warm)"), ("memory_after", f"after {h['memory_after_queries']:,} queries")):
+        for key, label in (
+            ("memory_start", "after start (warm)"),
+            ("memory_after", f"after {h['memory_after_queries']:,} queries"),
+            ("memory_end", f"after {h['memory_end_queries']:,} queries (end of the run)"),
+        ):
             mm = h[key]
             ws = ", ".join(f"{w['rss']:.0f} MiB RSS ({w['pss']:.0f} PSS)" for w in mm["workers"])
             lines.append(f"| {label} | {mm['master']['rss']:.0f} MiB RSS | {ws} |")
@@ -887,13 +940,18 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     started = time.perf_counter()
     if embedder is None:
-        from kb.embedding import SentenceTransformerEmbedder
+        from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 
-        embedder = SentenceTransformerEmbedder()
+        # as the server and the build command make it: queries through the model's ONNX export
+        embedder = SentenceTransformerEmbedder(onnx_dir=ROOT / "index" / ENCODERS_DIR)
     content = Path(args.content)
     cache = Path(args.cache) if args.cache else None
     results: dict = {"machine": machine(), "command": COMMAND + (" --quick" if args.quick else ""), "date": dt.date.today().isoformat(), "plan": plan.__dict__}
     log(f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; load average {results['machine']['load_average'][0]:.2f}")
+    if hasattr(embedder, "prepare_query_encoder"):
+        folder, seconds = embedder.prepare_query_encoder()
+        results["query_encoder"] = {"backend": embedder.query_backend, "export_s": seconds, "folder": str(folder) if folder else None}
+        log(f"Query encoder: {embedder.query_backend}" + (f" (exported in {seconds:.1f} s, once per model)" if seconds else ""))
     work = Path(tempfile.mkdtemp(prefix="kb-bench-"))
     try:
         build_index_dir: Path | None = None
@@ -942,7 +1000,11 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
                 else "students' phrasings and the guides' question headings",
             }
             results["encode_query"] = time_encoding(embedder, pool)
-            log(f"Encoding one query alone: p50 {results['encode_query']['p50']:.1f} ms, p95 {results['encode_query']['p95']:.1f} ms")
+            enc = results["encode_query"]
+            log(
+                f"Encoding one query alone: {enc.get('backend', '')} p50 {enc.get('query_path', enc['sentence_transformers'])['p50']:.1f} ms; "
+                f"sentence-transformers p50 {enc['sentence_transformers']['p50']:.1f} ms"
+            )
             longs = long_queries(interleave(claims, gq) or gq, plan.long_queries)
             results["queries"] = []
             for size in plan.sizes:
@@ -952,9 +1014,18 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
         if "http" in sections:
             log("\nHTTP: gunicorn -c gunicorn.conf.py on the real guides' index")
             http_pool = http_queries(gq)
+            encoder = results.get("query_encoder", {}).get("folder")
+            if encoder:
+                from kb.embedding import ENCODERS_DIR
+
+                shutil.copytree(encoder, build_index_dir / ENCODERS_DIR / Path(encoder).name, dirs_exist_ok=True)
             results["http"] = bench_http(build_index_dir, content, http_pool, work, plan.http_1, plan.http_8, plan.memory_queries, log=log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_start = results["machine"]["load_average"]
+    results["machine"] = machine()
+    results["machine"]["load_average_end"] = results["machine"]["load_average"]
+    results["machine"]["load_average"] = load_start
     results["elapsed_min"] = (time.perf_counter() - started) / 60
     return results
 
