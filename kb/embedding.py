@@ -66,6 +66,8 @@ def resolve_model(setting: str) -> tuple[str, str]:
 ONNX_FORMAT = 1
 # The exports live beside the index generations: <index dir>/encoders/<model key>/
 ENCODERS_DIR = "encoders"
+# Up to this many passages are encoded one by one through the ONNX export rather than loading torch.
+FEW_PASSAGES = 32
 PROBE = "How long is the Prescribing Safety Assessment, and can I use the BNF?"
 
 
@@ -283,10 +285,19 @@ class SentenceTransformerEmbedder:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def encode(self, texts: list[str], *, progress: bool = False, batch_size: int = 64) -> np.ndarray:
-        """Encode passages (no cache); returns an (n, dim) float32 array of unit vectors."""
-        model = self._load()
+        """Encode passages (no cache); returns an (n, dim) float32 array of unit vectors.
+
+        A handful of passages (an incremental rebuild after one guide changes) go through the ONNX
+        export when it is there and torch is not loaded yet: the same vectors without the seconds
+        it takes to import torch and load the model.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._model is None and len(texts) <= FEW_PASSAGES:
+            onnx = self._query_encoder()
+            if onnx is not None:
+                return np.stack([onnx.encode(t) for t in texts])
+        model = self._load()
         vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 

@@ -45,6 +45,19 @@ def test_onnx_queries_match_sentence_transformers(exported, real_embedder):
     assert fast._model is None  # torch never loaded for queries
 
 
+def test_a_few_passages_go_through_onnx_with_the_same_vectors(exported, real_embedder):
+    passages = [
+        "Prescribing Safety Assessment > Format\nThe PSA is a two-hour online exam with eight sections. " * 12,
+        "Short passage.",
+        "Ward rounds > Before the round\nCheck the overnight observations, bloods and the drug chart.",
+    ]
+    fast = SentenceTransformerEmbedder(onnx_dir=exported)
+    got = fast.encode(passages)
+    assert fast._model is None
+    want = real_embedder.encode(passages)
+    assert got.shape == want.shape and (got * want).sum(axis=1).min() > 0.99999
+
+
 def test_second_prepare_reuses_the_export(exported):
     again = SentenceTransformerEmbedder(onnx_dir=exported)
     folder, seconds = again.prepare_query_encoder()
