@@ -896,10 +896,10 @@ def write_doc(text: str, path: Path = DOC) -> None:
 @dataclass
 class Plan:
     sizes: list[int] = field(default_factory=lambda: [1_000, 10_000, 100_000])
-    queries: int = 200
+    queries: int = 150
     long_queries: int = 40
     passes: int = 3
-    encode: int = 2_000
+    encode: int = 1_000
     build_repeats: int = 3
     incremental_repeats: int = 3
     http_1: int = 200
@@ -916,9 +916,9 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small smoke run (sizes 300 and 1,000, few queries); does not write the doc unless --write")
     ap.add_argument("--sizes", help="corpus sizes in chunks, comma-separated (default 1000,10000,100000)")
-    ap.add_argument("--queries", type=int, help="distinct queries per latency figure (default 200)")
+    ap.add_argument("--queries", type=int, help="distinct queries per latency figure (default 150)")
     ap.add_argument("--passes", type=int, help="timed passes over the queries; the per-query median is kept (default 3)")
-    ap.add_argument("--encode", type=int, help="SciFact passages encoded with the real model for the corpora (default 2000)")
+    ap.add_argument("--encode", type=int, help="SciFact passages encoded with the real model for the corpora (default 1000)")
     ap.add_argument("--build-repeats", type=int, help="raw-encoding / full-build pairs (default 3)")
     ap.add_argument("--only", default="build,incremental,queries,http", help="sections to run (default all: build,incremental,queries,http)")
     ap.add_argument("--content", default=str(ROOT / "content"), help="guides folder (default content/)")
