@@ -428,35 +428,51 @@ def bench_build(embedder, content_dir: Path, work: Path, repeats: int, log=print
     """Full build_index of the real guides vs encoding the very same passages with the model alone.
 
     Raw encoding and full builds alternate (raw, build, raw, build, ...) with the model already
-    loaded, so each build is compared with the raw run just before it; the overhead quoted is the
-    median of those pairwise ratios.
+    loaded. Two views of the overhead: pairwise, each build's wall time against the raw run just
+    before it; and within the build, the time the build spends on everything but its own encoding
+    call (the same call on the same passages) against that call. On a shared machine the speed of
+    encoding drifts by tens of percent between runs a minute apart, which the pairwise view absorbs
+    and the within-build view does not see: the latter is quoted against the target.
     """
     chunks, _ = real_chunks(content_dir)
     texts = [c.embed_text for c in chunks]
     embedder.encode(texts[:16])  # load and warm the model: both sides start warm
     pairs = []
     for r in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         embedder.encode(texts)
-        raw = time.perf_counter() - t
+        raw, raw_cpu = time.perf_counter() - t, time.process_time() - c
         index = work / f"build-{r}"
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         report = build_index(content_dir, index, embedder, full=True)
-        total = time.perf_counter() - t
-        pairs.append({"raw_s": raw, "build_s": total, "build_embed_s": report.embed_seconds, "ratio": total / raw})
+        total, total_cpu = time.perf_counter() - t, time.process_time() - c
+        rest = total - report.embed_seconds
+        pairs.append(
+            {
+                "raw_s": raw,
+                "raw_cpu_s": raw_cpu,
+                "build_s": total,
+                "build_cpu_s": total_cpu,
+                "build_embed_s": report.embed_seconds,
+                "ratio": total / raw,
+                "within": rest / report.embed_seconds,
+            }
+        )
         log(
-            f"  pair {r + 1}: raw encoding {raw:.2f} s, full build {total:.2f} s (of which encoding {report.embed_seconds:.2f} s), overhead {100 * (total / raw - 1):+.1f} %"
+            f"  pair {r + 1}: raw encoding {raw:.2f} s, full build {total:.2f} s (its encoding {report.embed_seconds:.2f} s, the rest {rest:.2f} s); "
+            f"pairwise {100 * (total / raw - 1):+.1f} %, within the build {100 * rest / report.embed_seconds:+.1f} %, CPU time {100 * (total_cpu / raw_cpu - 1):+.1f} %"
         )
         if r < repeats - 1:
             shutil.rmtree(index, ignore_errors=True)
-    ratio = statistics.median(p["ratio"] for p in pairs)
     return {
         "chunks": len(chunks),
         "pairs": pairs,
         "raw_s": statistics.median(p["raw_s"] for p in pairs),
         "build_s": statistics.median(p["build_s"] for p in pairs),
         "non_encoding_s": statistics.median(p["build_s"] - p["build_embed_s"] for p in pairs),
-        "overhead_pct": 100 * (ratio - 1),
+        "overhead_pct": 100 * statistics.median(p["within"] for p in pairs),
+        "pairwise_pct": 100 * (statistics.median(p["ratio"] for p in pairs) - 1),
+        "cpu_pct": 100 * (statistics.median(p["build_cpu_s"] / p["raw_cpu_s"] for p in pairs) - 1),
         "index": str(work / f"build-{repeats - 1}"),
     }
 
@@ -736,7 +752,10 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
         )
     b = results.get("build")
     if b:
-        rows.append(("full build overhead over raw encoding", "<= 15 %", f"{fmt(b['overhead_pct'])} %", b["overhead_pct"] <= 15))
+        rows.append(("full build overhead over raw encoding (within the build)", "<= 15 %", f"{fmt(b['overhead_pct'])} %", b["overhead_pct"] <= 15))
+        rows.append(
+            ("full build overhead, pairwise wall time (build vs the raw run before it)", "<= 15 %", f"{fmt(b['pairwise_pct'])} %", b["pairwise_pct"] <= 15)
+        )
     inc = results.get("incremental")
     if inc:
         rows.append(("incremental rebuild, one guide changed (in-process)", "<= 3 s", f"{fmt(inc['seconds'], 2)} s", inc["seconds"] <= 3))
@@ -852,14 +871,18 @@ def render(results: dict) -> str:
             "",
             f"### Build ({b['chunks']} chunks of the real guides)",
             "",
-            "| | raw encoding (model only) | full `build_index` | of which not encoding | overhead |",
-            "|---|---:|---:|---:|---:|",
+            "| | raw encoding (model only) | full `build_index` | its encoding | the rest | overhead within the build | pairwise (wall) | pairwise (CPU time) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for i, p in enumerate(b["pairs"], 1):
             lines.append(
-                f"| pair {i} | {p['raw_s']:.2f} s | {p['build_s']:.2f} s | {p['build_s'] - p['build_embed_s']:.2f} s | {100 * (p['ratio'] - 1):+.1f} % |"
+                f"| pair {i} | {p['raw_s']:.2f} s | {p['build_s']:.2f} s | {p['build_embed_s']:.2f} s | {p['build_s'] - p['build_embed_s']:.2f} s | "
+                f"{100 * p['within']:+.1f} % | {100 * (p['ratio'] - 1):+.1f} % | {100 * (p['build_cpu_s'] / p['raw_cpu_s'] - 1):+.1f} % |"
             )
-        lines.append(f"| **median** | {b['raw_s']:.2f} s | {b['build_s']:.2f} s | {b['non_encoding_s']:.2f} s | **{b['overhead_pct']:+.1f} %** |")
+        lines.append(
+            f"| **median** | {b['raw_s']:.2f} s | {b['build_s']:.2f} s | | {b['non_encoding_s']:.2f} s | **{b['overhead_pct']:+.1f} %** | "
+            f"{b['pairwise_pct']:+.1f} % | {b['cpu_pct']:+.1f} % |"
+        )
     inc = results.get("incremental")
     if inc:
         lines += ["", "Incremental rebuild after editing one guide (one sentence added to its last section):", ""]
