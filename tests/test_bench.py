@@ -92,7 +92,7 @@ def test_run_prints_every_section_on_a_tiny_corpus(tmp_path, scifact):
     text = bench.render(results)
     for heading in ("### Targets", "### Query latency", "### Build", "Incremental rebuild"):
         assert heading in text
-    assert "hybrid p50" in text
+    assert "| 150 | hybrid |" in text and "| 60 | keyword |" in text
 
 
 def test_write_doc_keeps_other_sections(tmp_path):
