@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 from whoosh import index as windex
 from whoosh import query as Q
 from whoosh import scoring
@@ -183,6 +185,8 @@ class KeywordIndex:
 
     def suggest(self, word: str, limit: int = 1) -> list[str]:
         """Spelling suggestions for one word from the indexed body vocabulary."""
+        if self._postings is not None and self._postings.spell_words is not None:
+            return self._postings.suggest(word.lower(), limit, 2)
         corrector = self._searcher().corrector("body")
         return list(corrector.suggest(word.lower(), limit=limit, maxdist=2))
 
@@ -246,6 +250,11 @@ def export_postings(path: Path) -> None:
             arrays[f"{name}.idf"] = np.asarray(idfs, dtype=np.float64)
             arrays[f"{name}.length"] = np.asarray([r.doc_field_length(d, name, 1) for d in range(n)], dtype=np.float32)
             arrays[f"{name}.avgfl"] = np.asarray(s.avg_field_length(name) or 1, dtype=np.float64)
+        # the spelling vocabulary whoosh's corrector walks, with the frequency it ranks by
+        spell = r.schema["body"].spelling_fieldname("body")
+        words = list(r.lexicon(spell)) if spell in r.schema else []
+        arrays["spell.words"] = _pack([w.decode("utf-8") for w in words])
+        arrays["spell.freq"] = np.asarray([r.frequency("body", w) for w in words], dtype=np.float64)
     tmp = path / (POSTINGS_FILE + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path / POSTINGS_FILE)
@@ -280,7 +289,20 @@ class PostingsScorer:
             self.ids = _unpack(data["ids"])
             self.n = len(self.ids)
             self.fields = {name: _Field(data, name) for name in SCORED_FIELDS}
+            self.spell_words = _unpack(data["spell.words"]) if "spell.words" in data.files else None
+            self.spell_freq = data["spell.freq"].tolist() if "spell.words" in data.files else []
         self._filters: dict[str, np.ndarray] = {}
+
+    def suggest(self, word: str, limit: int, maxdist: int) -> list[str]:
+        """whoosh's ReaderCorrector.suggest, with rapidfuzz finding the words within `maxdist` edits.
+
+        Same candidates (Levenshtein distance, no prefix) and the same ranking: the score whoosh
+        gives, -(maxdist + 0.5 / frequency), ties going to the word that sorts last, as its heap does.
+        """
+        found = process.extract(word, self.spell_words, scorer=Levenshtein.distance, score_cutoff=maxdist, limit=None)
+        items = [(0 - (maxdist + (1.0 / (self.spell_freq[i] or 1) * 0.5)), w) for w, _, i in found]
+        top = sorted(items, reverse=True)[:limit]
+        return [w for _, w in sorted(top, key=lambda x: (0 - x[0], x[1]))]
 
     def _term(self, q: Q.Term, scores: np.ndarray, matched: np.ndarray) -> None:
         f = self.fields[q.fieldname]

@@ -125,6 +125,20 @@ def test_incremental_update_with_deletions(tmp_path, index, chunks):
     assert not any(cid.startswith(chunks[-1].slug + "#") for cid, _ in ki.search(KeywordQuery(tuple((w, 1.0) for w in analyse(chunks[-1].title))), 50))
 
 
+def test_spelling_suggestions_match_whoosh(index, chunks):
+    rng = random.Random(3)
+    words = sorted({w for c in chunks for w in c.text.lower().split() if w.isalpha() and len(w) >= 4})
+    typos = []
+    for w in rng.sample(words, 60):
+        i = rng.randrange(len(w))
+        typos += [w[:i] + w[i + 1 :], w[:i] + "x" + w[i + 1 :], w[:i] + w[i] + w[i:], w[::-1]]
+    typos += ["psa", "zzzzqqq", "prescibing", "assesment", "foundaton", "recieve"]
+    corrector = index._searcher().corrector("body")
+    for limit in (1, 3):
+        for typo in typos:
+            assert index.suggest(typo, limit) == list(corrector.suggest(typo, limit=limit, maxdist=2)), typo
+
+
 def test_without_postings_whoosh_answers(tmp_path, index):
     path = tmp_path / "whoosh"
     shutil.copytree(index.path, path)
