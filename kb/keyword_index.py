@@ -16,6 +16,7 @@ from whoosh import index as windex
 from whoosh import query as Q
 from whoosh import scoring
 from whoosh.analysis import StemmingAnalyzer
+from whoosh.codec import whoosh3
 from whoosh.fields import ID, KEYWORD, TEXT, Schema
 from whoosh.query.qcore import _NullQuery
 
@@ -29,6 +30,24 @@ BM25_B, BM25_K1 = 0.75, 1.2
 SCORED_FIELDS = ("title", "heading", "body")
 # BM25F statistics of the whoosh index as flat arrays, written beside it by every build and update
 POSTINGS_FILE = "postings.npz"
+
+
+def _cached_column_reader(self, fieldname, column):
+    """whoosh's W3PerDocReader._cached_reader, remembering that a column is absent as well.
+
+    Unpatched, every posting of a field without a lengths column (the spelling field) costs a
+    filesystem stat while a segment is written or read; a segment's columns never change.
+    Measured: 10-25 % of the CPU time of building the keyword index.
+    """
+    try:
+        return self._readers[fieldname]
+    except KeyError:
+        reader = self.column_reader(fieldname, column) if self.has_column(fieldname) else None
+        self._readers[fieldname] = reader
+        return reader
+
+
+whoosh3.W3PerDocReader._cached_reader = _cached_column_reader
 
 
 def weighting() -> scoring.BM25F:
