@@ -568,7 +568,8 @@ def free_port() -> int:
 def http_get(host: str, port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Accept": "application/json"})
+        # as the site's search-as-you-type sends them: keystroke searches are not recorded in analytics
+        conn.request("GET", path, headers={"Accept": "application/json", "X-Requested-With": "live-search"})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
