@@ -8,7 +8,8 @@ import os
 
 bind = os.environ.get("KB_BIND", "127.0.0.1:5000")
 # One sync worker per core: a search is CPU-bound (encoder + BM25), so more workers than cores
-# only adds memory (each worker holds its own PyTorch and model, about 520 MB resident).
+# only adds memory (each worker holds the query encoder and the index: about 240 MB resident with the
+# model's ONNX export, about 520 MB when it falls back to PyTorch).
 workers = int(os.environ.get("KB_WORKERS", "2"))
 worker_class = "sync"
 threads = 1

@@ -543,6 +543,41 @@ def _embed(
     return vectors
 
 
+def build_from_chunks(
+    index_dir: Path | str, chunks: list[Chunk], vectors: np.ndarray, model: str, *, glossary: Glossary | None = None, keep: int = 2
+) -> BuildReport:
+    """Make a generation from chunks whose vectors are already computed, and make it live.
+
+    For corpora that do not come from a content folder (benchmarks, imports): the same files, manifest
+    and atomic swap as `build_index`, without reading guides or running the encoder.
+
+    Args:
+        index_dir: Folder holding the generations and the `current` link.
+        chunks: The passages, in row order.
+        vectors: (len(chunks), dim) float32 unit vectors, row i for chunks[i].
+        model: Model name recorded in the manifest (a Searcher refuses a different one).
+        glossary: Acronyms for query expansion (none by default).
+        keep: Generations to keep, the live one included.
+    """
+    started = time.perf_counter()
+    index_dir = Path(index_dir)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(chunks):
+        raise ValueError(f"need one vector per chunk: {len(chunks)} chunks, vectors of shape {vectors.shape}")
+    glossary = glossary or Glossary(())
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c.id.encode() + b"\0" + c.text_hash.encode())
+    slugs = {c.slug: "" for c in chunks}
+    report = BuildReport(guides=len(slugs), chunks=len(chunks), added=sorted(slugs))
+    with _build_lock(index_dir):
+        fields = {"model": model, "content_hash": h.hexdigest(), "guides": slugs, "counts": {"guides": len(slugs), "chunks": len(chunks)}}
+        report.generation = _write_generation(index_dir, chunks, vectors, glossary, fields, started)
+        _cleanup(index_dir, keep)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 @dataclass
 class IndexStatus:
     """How the live index compares to the content folder."""

@@ -16,7 +16,7 @@ from flask.cli import AppGroup
 from kb import config
 from kb.bert_numpy import BuildEncoder
 from kb.build import BUILD_COMMAND, GRACE_SECONDS, build_index, index_status
-from kb.embedding import SentenceTransformerEmbedder
+from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.errors import ContentError, KBError
 from kb.validate import DUPLICATE_THRESHOLD, CheckOptions, changed_files, check_content, default_base, format_report
 
@@ -39,10 +39,13 @@ def _terminate(signum, frame):
 def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, quiet: bool, as_json: bool, threads: int = 0, keep: int = 2) -> int:
     """Build the index; print every content problem as path:line:col and a summary. Returns exit code."""
     started = time.perf_counter()
+    # the server encodes queries with the model's ONNX export, made here once per model
+    query_encoder = SentenceTransformerEmbedder(model, threads=threads, onnx_dir=Path(index) / ENCODERS_DIR)
     if if_stale:
         st = index_status(content, index)
         if st.built and not st.stale:
             click.echo(f"Index {st.generation} is up to date with {content}.")
+            _prepare_query_encoder(query_encoder, as_json)
             return 0
         click.echo(f"Building the index: {st.reason}.")
     embedder = BuildEncoder(model, threads=threads)
@@ -80,7 +83,20 @@ def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, 
         click.echo(json.dumps({**report.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}, default=str))
     else:
         click.echo(report.summary())
+    _prepare_query_encoder(query_encoder, as_json)
     return 0
+
+
+def _prepare_query_encoder(embedder: SentenceTransformerEmbedder, as_json: bool) -> None:
+    """Export the model for fast query encoding the first time a build sees it (a few seconds, once)."""
+    folder, seconds = embedder.prepare_query_encoder()
+    if not seconds:
+        return
+    if folder is not None:
+        message = f"Exported the query encoder to ONNX in {seconds:.1f} s (once per model): searches encode queries faster."
+    else:
+        message = "Could not export the query encoder to ONNX; searches will encode queries with sentence-transformers."
+    click.echo(message, err=as_json)
 
 
 def build_options(f):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import shutil
+import tempfile
 import threading
+import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
@@ -56,10 +62,72 @@ def resolve_model(setting: str) -> tuple[str, str]:
     return setting, setting
 
 
-class SentenceTransformerEmbedder:
-    """Lazy, thread-safe wrapper around a local sentence-transformers model with a query LRU cache."""
+# Bump when the exported graph or its folder layout changes: older exports are then redone.
+ONNX_FORMAT = 1
+# The exports live beside the index generations: <index dir>/encoders/<model key>/
+ENCODERS_DIR = "encoders"
+# Up to this many passages are encoded one by one through the ONNX export rather than loading torch.
+FEW_PASSAGES = 32
+PROBE = "How long is the Prescribing Safety Assessment, and can I use the BNF?"
 
-    def __init__(self, model: str = DEFAULT_MODEL, threads: int = 0, cache_size: int = 2048):
+
+def _model_key(name: str, source: str) -> str:
+    """Identity of the model files on disk: an export is reused only for the very same files."""
+    h = hashlib.sha256(f"{ONNX_FORMAT}|{name}".encode())
+    root = Path(source)
+    if root.is_dir():
+        for f in sorted(root.rglob("*")):
+            if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".txt"}:
+                st = f.stat()
+                h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class OnnxQueryEncoder:
+    """The model's exported ONNX graph run by onnxruntime: the same vectors as sentence-transformers for
+    one short query, in about half the CPU time and without importing torch (a lighter server process)."""
+
+    def __init__(self, folder: Path, threads: int = 1):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        self.dimension = int(meta["dimension"])
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(int(meta["max_seq_length"]))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        probe = self.encode(meta["probe"])
+        agreement = float(probe @ np.asarray(meta["probe_vector"], dtype=np.float32))
+        if agreement < 0.9999:
+            raise ValueError(f"the exported query encoder disagrees with the model (cosine {agreement:.5f})")
+
+    def encode(self, text: str) -> np.ndarray:
+        enc = self._tokenizer.encode(text)
+        ids = np.asarray([enc.ids], dtype=np.int64)
+        mask = np.asarray([enc.attention_mask], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        # mean pooling over real tokens, then unit length: the model's Pooling and Normalize modules
+        vector = (hidden[0] * mask[0, :, None]).sum(axis=0) / max(int(mask.sum()), 1)
+        vector /= np.linalg.norm(vector) or 1.0
+        return vector.astype(np.float32)
+
+
+class SentenceTransformerEmbedder:
+    """Lazy, thread-safe wrapper around a local sentence-transformers model with a query LRU cache.
+
+    Passages (builds) are encoded with sentence-transformers in batches. Single queries use the
+    model's ONNX export when `onnx_dir` holds one (see `prepare_query_encoder`), else the same
+    sentence-transformers model.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, threads: int = 0, cache_size: int = 2048, onnx_dir: str | Path | None = None):
         self.name, self._source = resolve_model(model)
         self._threads = threads
         self._model = None
@@ -67,6 +135,9 @@ class SentenceTransformerEmbedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._dimension: int | None = None
+        self._onnx_dir = Path(onnx_dir) if onnx_dir else None
+        self._onnx: OnnxQueryEncoder | None = None
+        self._onnx_checked = False
 
     def _load(self):
         if self._model is None:
@@ -100,17 +171,140 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
+        if self._dimension is None and self._query_encoder() is not None:
+            return self._onnx.dimension  # type: ignore[union-attr]
         self._load()
         assert self._dimension is not None
         return self._dimension
 
-    def encode(self, texts: list[str], *, progress: bool = False, batch_size: int = 64) -> np.ndarray:
-        """Encode passages (no cache); returns an (n, dim) float32 array of unit vectors."""
+    # ---- the ONNX query encoder --------------------------------------------------------------
+    def onnx_folder(self) -> Path | None:
+        """Where this model's ONNX export lives (or would live), or None without an onnx_dir."""
+        if self._onnx_dir is None:
+            return None
+        return self._onnx_dir / _model_key(self.name, self._source)
+
+    @property
+    def query_backend(self) -> str:
+        """'onnx' when single queries run through onnxruntime, else 'sentence-transformers'."""
+        return "onnx" if self._query_encoder() is not None else "sentence-transformers"
+
+    def _query_encoder(self) -> OnnxQueryEncoder | None:
+        if self._onnx_checked:
+            return self._onnx
+        with self._lock:
+            if not self._onnx_checked:
+                folder = self.onnx_folder()
+                if folder is not None and (folder / "meta.json").is_file():
+                    try:
+                        self._onnx = OnnxQueryEncoder(folder, self._threads or 1)
+                        log.info("queries encoded with the ONNX export in %s", folder)
+                    except Exception as exc:  # a broken export must not stop search: fall back to torch
+                        log.warning("ignoring the ONNX query encoder in %s (%s: %s)", folder, exc.__class__.__name__, exc)
+                self._onnx_checked = True
+        return self._onnx
+
+    def prepare_query_encoder(self) -> tuple[Path | None, float]:
+        """Export the model to ONNX for fast query encoding, once per model; returns (folder, seconds spent).
+
+        Needs torch, onnx and onnxruntime; without them (or for a model that is not a plain
+        transformer + mean pooling + normalisation) queries keep using sentence-transformers.
+        """
+        folder = self.onnx_folder()
+        if folder is None:
+            return None, 0.0
+        if (folder / "meta.json").is_file():
+            return folder, 0.0
+        started = time.perf_counter()
+        try:
+            self._export_onnx(folder)
+        except Exception as exc:
+            log.warning("could not export the query encoder to ONNX (%s: %s); queries use sentence-transformers", exc.__class__.__name__, exc)
+            return None, time.perf_counter() - started
+        self._onnx_checked = False
+        return folder, time.perf_counter() - started
+
+    def _export_onnx(self, folder: Path) -> None:
+        import onnxruntime  # noqa: F401  (fail before the slow export when it is missing)
+        import torch
+
         model = self._load()
+        modules = [type(m).__name__ for m in model]
+        pooling = ""
+        if len(model) > 1:
+            pooling = getattr(model[1], "pooling_mode", "") or getattr(model[1], "get_pooling_mode_str", lambda: "")()
+        if modules[:2] != ["Transformer", "Pooling"] or pooling != "mean" or any(m not in ("Transformer", "Pooling", "Normalize") for m in modules):
+            raise ValueError(f"model layout {modules} with pooling '{pooling}' is not a plain mean-pooled transformer")
+        transformer = model[0].auto_model
+        tokenizer_file = Path(self._source) / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise ValueError("the model has no tokenizer.json")
+
+        class Hidden(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        sample = model.tokenizer(["a short sample query"], return_tensors="pt")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    Hidden(transformer).eval(),
+                    tuple(sample[n] for n in names),
+                    str(tmp / "model.onnx"),
+                    input_names=names,
+                    output_names=["last_hidden_state"],
+                    dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            shutil.copy(tokenizer_file, tmp / "tokenizer.json")
+            meta = {
+                "format": ONNX_FORMAT,
+                "model": self.name,
+                "dimension": self.dimension,
+                "max_seq_length": int(model.max_seq_length),
+                "probe": PROBE,
+                "probe_vector": [float(x) for x in self.encode([PROBE])[0]],
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            OnnxQueryEncoder(tmp)  # verify before publishing
+            try:
+                os.rename(tmp, folder)
+            except OSError:  # another process published it first
+                if not (folder / "meta.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def encode(self, texts: list[str], *, progress: bool = False, batch_size: int = 64) -> np.ndarray:
+        """Encode passages (no cache); returns an (n, dim) float32 array of unit vectors.
+
+        A handful of passages (an incremental rebuild after one guide changes) go through the ONNX
+        export when it is there and torch is not loaded yet: the same vectors without the seconds
+        it takes to import torch and load the model.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._model is None and len(texts) <= FEW_PASSAGES:
+            onnx = self._query_encoder()
+            if onnx is not None:
+                return np.stack([onnx.encode(t) for t in texts])
+        model = self._load()
         vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def clear_cache(self) -> None:
+        """Forget memoised query vectors (benchmarks measure cold queries with it)."""
+        with self._lock:
+            self._cache.clear()
 
     def encode_query(self, text: str) -> np.ndarray:
         """Encode one query, memoised: students repeat the same questions."""
@@ -119,7 +313,8 @@ class SentenceTransformerEmbedder:
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        vector = self.encode([text])[0]
+        onnx = self._query_encoder()
+        vector = onnx.encode(text) if onnx is not None else self.encode([text])[0]
         with self._lock:
             self._cache[text] = vector
             if len(self._cache) > self._cache_size:

@@ -19,7 +19,7 @@ from kb.build import BUILD_COMMAND, check_files, current_path, read_chunks, read
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
 from kb.glossary import Glossary, Term
-from kb.keyword_index import KeywordIndex, KeywordQuery, analyse
+from kb.keyword_index import KeywordIndex, KeywordQuery, analyse, stem
 from kb.spelling import MIN_LENGTH, Vocabulary
 from kb.vector_index import VectorIndex
 
@@ -229,7 +229,7 @@ def make_snippet(text: str, terms: Sequence[str], width: int = 220) -> str:
     tokens = list(re.finditer(r"\w+", text))
     if not tokens:
         return html.escape(text[:width])
-    matched = [m for m in tokens if analyse(m.group(0)) and analyse(m.group(0))[0] in stems]
+    matched = [m for m in tokens if stem(m.group(0)) in stems]
     start = 0
     if matched:
         best, best_count = matched[0].start(), 0

@@ -12,7 +12,7 @@ from typing import Any
 
 from kb.build import index_status
 from kb.content import Guide, Taxonomy, guide_paths, load_guides
-from kb.embedding import SentenceTransformerEmbedder
+from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.errors import ContentError, NotFoundError, Problem, QueryError
 from kb.glossary import Glossary
 from kb.render import Rendered, render_markdown
@@ -106,7 +106,9 @@ class KnowledgeBase:
         self.content_dir = Path(settings["KB_CONTENT_DIR"])
         self.index_dir = Path(settings["KB_INDEX_DIR"])
         self.library = Library(self.content_dir)
-        self.embedder = embedder or SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"])
+        self.embedder = embedder or SentenceTransformerEmbedder(
+            settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"], onnx_dir=self.index_dir / ENCODERS_DIR
+        )
         self.searcher = Searcher(
             self.index_dir,
             self.embedder,
