@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
 import json
@@ -223,20 +224,30 @@ def group_hits(hits: Sequence[Hit], per_guide: int = 3, limit: int | None = None
     return out[:limit] if limit else out
 
 
+@functools.lru_cache(maxsize=4096)
+def _word_positions(text: str) -> dict[str | None, tuple[tuple[int, int], ...]]:
+    """stem -> (start, end) of each word of a chunk's text with that stem; chunks recur across searches, so cached."""
+    out: dict[str | None, list[tuple[int, int]]] = {}
+    for m in re.finditer(r"\w+", text):
+        out.setdefault(stem(m.group(0)), []).append((m.start(), m.end()))
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def make_snippet(text: str, terms: Sequence[str], width: int = 220) -> str:
     """An HTML-escaped window of `text` around the densest query terms, terms in <mark>."""
-    stems = {t for t in terms if t}
-    tokens = list(re.finditer(r"\w+", text))
-    if not tokens:
+    positions = _word_positions(text)
+    if not positions:
         return html.escape(text[:width])
-    matched = [m for m in tokens if stem(m.group(0)) in stems]
+    matched = sorted(p for t in {t for t in terms if t} for p in positions.get(t, ()))
     start = 0
     if matched:
-        best, best_count = matched[0].start(), 0
-        for m in matched:
-            count = sum(1 for o in matched if m.start() <= o.start() < m.start() + width)
+        # the window of `width` characters starting at a matched word that holds the most matched words
+        starts = [a for a, _ in matched]
+        best, best_count = starts[0], 0
+        for i, a in enumerate(starts):
+            count = bisect.bisect_left(starts, a + width, i) - i
             if count > best_count:
-                best, best_count = m.start(), count
+                best, best_count = a, count
         start = max(0, best - width // 4)
         space = text.rfind(" ", 0, start)
         start = space + 1 if start and space >= 0 else start
@@ -245,12 +256,12 @@ def make_snippet(text: str, terms: Sequence[str], width: int = 220) -> str:
         space = text.rfind(" ", start, end)
         end = space if space > start else end
     out, pos = [], start
-    for m in matched:
-        if m.start() < start or m.end() > end:
+    for a, b in matched:
+        if a < start or b > end:
             continue
-        out.append(html.escape(text[pos : m.start()]))
-        out.append(f"<mark>{html.escape(m.group(0))}</mark>")
-        pos = m.end()
+        out.append(html.escape(text[pos:a]))
+        out.append(f"<mark>{html.escape(text[a:b])}</mark>")
+        pos = b
     out.append(html.escape(text[pos:end]))
     snippet = "".join(out).replace("\n", " ")
     return ("… " if start > 0 else "") + snippet + (" …" if end < len(text) else "")
