@@ -532,6 +532,8 @@ class Searcher:
     def check_params(self, query: str, limit: int, mode: str) -> None:
         if not isinstance(query, str) or not query.strip():
             raise QueryError("parameter 'q' is required: type a question or a few words", "q")
+        if not any(ch.isalnum() for ch in query):
+            raise QueryError("parameter 'q' has no letters or digits to search for: type a question or a few words", "q")
         if len(query) > self.max_query_length:
             raise QueryError(f"parameter 'q' is {len(query)} characters long; the limit is {self.max_query_length}", "q")
         if mode not in MODES:

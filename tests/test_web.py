@@ -50,9 +50,19 @@ def test_api_bad_parameters_are_400_json(client, query, param):
 
 
 def test_odd_query_syntax_is_just_text(client):
-    for q in ["title:((", "AND OR NOT", '"', "*", "%", "\\", "🙂 psa"]:
+    for q in ["title:((", "AND OR NOT", "🙂 psa", '"psa', "psa*", "% of marks", "a\\b"]:
         r = client.get("/api/search", query_string={"q": q})
         assert r.status_code == 200, q
+
+
+@pytest.mark.parametrize("q", ['"', "*", "%", "\\", "!!!", "??? ...", "\x01\x02", "\u200b", "🙂"])
+def test_query_with_nothing_to_search_for_says_so(client, q):
+    # no letters or digits: a clear 400 naming the parameter, never a page of arbitrary "nearest" guides
+    r = client.get("/api/search", query_string={"q": q})
+    d = r.get_json()
+    assert r.status_code == 400 and d["param"] == "q" and "no letters or digits" in d["error"]
+    page = client.get("/search", query_string={"q": q})
+    assert page.status_code == 400 and "no letters or digits" in page.get_data(as_text=True)
 
 
 def test_search_page_without_javascript(client):
