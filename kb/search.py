@@ -34,6 +34,8 @@ SHORT_FORM_SHARE = 0.8
 # Below this cosine similarity a semantic-only hit is a guess, not an answer.
 WEAK_SEMANTIC = 0.30
 HEADING_WEIGHT = 1.0 / (RRF_K + 1)
+# A heading match is "clear" when the heading and the query share more than half of each other.
+CLEAR_MATCH = 0.5
 WORD_RE = re.compile(r"[\w][\w'’-]*", re.UNICODE)
 # Question and function words: every guide heading is a question ("How do I ..."), so these
 # words say nothing about which section answers. They stay in what the encoder sees (they carry
@@ -666,9 +668,11 @@ class Searcher:
 
         The heading and the query are compared as sets of units (content words, glossary concepts
         whichever name is used, quoted phrases): recall is the share of the query the heading
-        covers, precision the share of the heading the query covers. A clear match has both, so the
-        bonus is F1 squared, worth up to one extra rank-1 vote: "What is the PSA and who runs it?"
-        beats "What support is there if I've failed the PSA?" for the query "PSA".
+        covers, precision the share of the heading the query covers, F1 their harmonic mean. Only
+        a clear match (F1 above CLEAR_MATCH) earns a bonus, rising to one extra rank-1 vote for a
+        perfect one: "What is the PSA and who runs it?" beats "What support is there if I've
+        failed the PSA?" for the query "PSA", while a heading sharing a word or two with a long
+        question does not reorder anything.
         """
         wanted: list[tuple[frozenset[str], str | None, bool]] = [(frozenset(analyse(p)), None, False) for p in pq.phrases]
         for u in units:
@@ -687,7 +691,8 @@ class Searcher:
             recall = len(covered) / len(wanted)
             precision = min(1.0, sum(not fw for fw in covered) / size) if size else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            out.append((cid, score + HEADING_WEIGHT * f1 * f1))
+            clear = max(0.0, (f1 - CLEAR_MATCH) / (1 - CLEAR_MATCH))
+            out.append((cid, score + HEADING_WEIGHT * clear * clear))
         return sorted(out, key=lambda kv: -kv[1])
 
     def _semantic(self, gen: Generation, pq: ParsedQuery, units: Sequence[Unit], category, tag, pool) -> list[tuple[str, float]]:
