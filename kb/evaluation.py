@@ -185,28 +185,14 @@ def _cut(text: str, limit: int) -> tuple[str, str]:
     return head.rstrip(" ,;:.-") + "…", text[len(head) :].strip()
 
 
-def _split_opening(text: str, limit: int = SUMMARY_MAX) -> tuple[str, str]:
-    """Split prose into an opening of whole sentences (at most `limit` characters) and the rest."""
-    if len(text) <= limit:
-        sentences = re.split(r"(?<=[.!?])\s+", text)
-        if len(sentences) == 1:
-            return text, ""
-        return sentences[0], text[len(sentences[0]) :].strip()
-    cut = max((m.end() for m in re.finditer(r"[.!?]\s", text[: limit + 1])), default=0)
-    if cut == 0:
-        cut = text.rfind(" ", 0, limit) if text.rfind(" ", 0, limit) > 0 else limit
-    return text[:cut].strip(), text[cut:].strip()
-
-
 def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
     """Write a BEIR corpus as guides: dest/<category>/<slug>.md plus taxonomy.yml.
 
-    Each document becomes one guide whose text holds every word of the document once: the title
-    is the guide title (cut to the schema's 120 characters), the summary is the opening of the
-    abstract (led by the words a cut title lost) and the body is the rest of the abstract. The
-    site shows a guide's summary above its body and indexes them together, so the guide's
-    introduction reads exactly as title + abstract. No headings are invented: the site's own
-    chunker splits long abstracts by paragraph and sentence. Returns the number of guides written.
+    Each document becomes one guide: its title is the guide title (cut to the schema's 120
+    characters), the full title is the summary and the abstract is the body. The site indexes a
+    guide's introduction as summary + text, so the introduction reads as the document does, title
+    then abstract. No headings are invented: the site's own chunker splits long abstracts by
+    paragraph and sentence. Returns the number of guides written.
     """
     dest = Path(dest)
     folder = dest / BEIR_CATEGORY
@@ -222,16 +208,13 @@ def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
         doc_id = str(doc["_id"])
         slug = beir_slug(doc_id)
         full = re.sub(r"\s+", " ", str(doc.get("title") or "")).strip() or f"Document {doc_id}"
-        title, lost = _cut(full, TITLE_MAX)
+        title = _cut(full, TITLE_MAX)[0]
         if title.casefold() in titles:  # titles must be unique: tell duplicates apart by id
             suffix = f" [{doc_id}]"
-            title, lost = _cut(full, TITLE_MAX - len(suffix))
-            title += suffix
+            title = _cut(full, TITLE_MAX - len(suffix))[0] + suffix
         titles.add(title.casefold())
-        text = re.sub(r"\s+", " ", str(doc.get("text") or "")).strip()
-        summary, body = _split_opening(f"{lost} {text}".strip())
-        if not body:  # a one-sentence abstract: the body must not be empty
-            summary, body = _cut(full, SUMMARY_MAX)[0], summary or full
+        summary = _cut(full, SUMMARY_MAX)[0]
+        body = re.sub(r"\s+", " ", str(doc.get("text") or "")).strip() or full
         if re.match(r"[#>=|+*-]|\d+[.)]\s", body):
             body = "\\" + body  # plain prose: never a heading, quote or list
         meta = {

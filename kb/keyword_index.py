@@ -29,9 +29,10 @@ ANALYZER = StemmingAnalyzer(minsize=1)
 FIELD_BOOSTS = {"title": 1.0, "heading": 1.0, "body": 1.0}
 BM25_B, BM25_K1 = 0.75, 1.2
 SCORED_FIELDS = ("title", "heading", "body")  # exported for PostingsScorer
-# Words score in a section's heading and text. The guide title is the heading of the guide's
-# introduction (see _doc); it is not scored on every section, where it would lift all sections
-# of a guide alike and drown their own text. Quoted phrases may still match a title anywhere.
+# Words score in a section's heading path and text; a guide's introduction is scored by its
+# summary and text. The guide title is not scored word by word: indexed with every section it
+# lifted all sections of a guide alike and drowned their own text, and it is part of every
+# section's embedding already. Quoted phrases may still match a title.
 QUERY_FIELDS = ("heading", "body")
 PHRASE_FIELDS = ("title", "heading", "body")
 # BM25F statistics of the whoosh index as flat arrays, written beside it by every build and update
@@ -93,7 +94,7 @@ def _doc(chunk: Chunk) -> dict:
         "category": chunk.category,
         "tags": ",".join(chunk.tags),
         "title": chunk.title,
-        "heading": " ".join(chunk.heading_path) if chunk.anchor else chunk.title,
+        "heading": " ".join(chunk.heading_path),
         "body": chunk.text,
     }
 
