@@ -175,21 +175,24 @@ def load_beir(folder: Path | str, split: str = "test") -> BeirSet:
     return BeirSet(folder.name, folder / "corpus.jsonl", judged, doc_count)
 
 
-def _cut(text: str, limit: int) -> str:
+def _cut(text: str, limit: int) -> tuple[str, str]:
+    """Cut text at a word boundary to at most `limit` characters with an ellipsis; also return what was cut off."""
     if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:.-") + "…"
+        return text, ""
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    head = head[:space] if space > limit // 2 else head
+    return head.rstrip(" ,;:.-") + "…", text[len(head) :].strip()
 
 
 def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
     """Write a BEIR corpus as guides: dest/<category>/<slug>.md plus taxonomy.yml.
 
     Each document becomes one guide: its title is the guide title (cut to the schema's 120
-    characters), the full title is the guide summary (guides must have one, and the summary keeps
-    the words a cut title loses), and the abstract is the body. No headings, so the site's own
-    chunker splits long abstracts by paragraph and sentence. Returns the number of guides written.
+    characters), the full title is the summary and the abstract is the body. The site indexes a
+    guide's introduction as summary + text, so the introduction reads as the document does, title
+    then abstract. No headings are invented: the site's own chunker splits long abstracts by
+    paragraph and sentence. Returns the number of guides written.
     """
     dest = Path(dest)
     folder = dest / BEIR_CATEGORY
@@ -205,17 +208,18 @@ def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
         doc_id = str(doc["_id"])
         slug = beir_slug(doc_id)
         full = re.sub(r"\s+", " ", str(doc.get("title") or "")).strip() or f"Document {doc_id}"
-        title = _cut(full, TITLE_MAX)
+        title = _cut(full, TITLE_MAX)[0]
         if title.casefold() in titles:  # titles must be unique: tell duplicates apart by id
             suffix = f" [{doc_id}]"
-            title = _cut(full, TITLE_MAX - len(suffix)) + suffix
+            title = _cut(full, TITLE_MAX - len(suffix))[0] + suffix
         titles.add(title.casefold())
+        summary = _cut(full, SUMMARY_MAX)[0]
         body = re.sub(r"\s+", " ", str(doc.get("text") or "")).strip() or full
         if re.match(r"[#>=|+*-]|\d+[.)]\s", body):
             body = "\\" + body  # plain prose: never a heading, quote or list
         meta = {
             "title": title,
-            "summary": _cut(full, SUMMARY_MAX),
+            "summary": summary,
             "category": BEIR_CATEGORY,
             "tags": [BEIR_TAG],
             "authors": ["BEIR corpus"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,9 +26,15 @@ from kb.chunking import Chunk
 log = logging.getLogger(__name__)
 
 ANALYZER = StemmingAnalyzer(minsize=1)
-FIELD_BOOSTS = {"title": 3.0, "heading": 2.0, "body": 1.0}
+FIELD_BOOSTS = {"title": 1.0, "heading": 1.0, "body": 1.0}
 BM25_B, BM25_K1 = 0.75, 1.2
-SCORED_FIELDS = ("title", "heading", "body")
+SCORED_FIELDS = ("title", "heading", "body")  # exported for PostingsScorer
+# Words score in a section's heading path and text; a guide's introduction is scored by its
+# summary and text. The guide title is not scored word by word: indexed with every section it
+# lifted all sections of a guide alike and drowned their own text, and it is part of every
+# section's embedding already. Quoted phrases may still match a title.
+QUERY_FIELDS = ("heading", "body")
+PHRASE_FIELDS = ("title", "heading", "body")
 # BM25F statistics of the whoosh index as flat arrays, written beside it by every build and update
 POSTINGS_FILE = "postings.npz"
 
@@ -50,8 +57,22 @@ def _cached_column_reader(self, fieldname, column):
 whoosh3.W3PerDocReader._cached_reader = _cached_column_reader
 
 
+class BM25(scoring.BM25F):
+    """BM25F with the Robertson/Sparck Jones idf that Lucene and Anserini use.
+
+    Whoosh's own idf, log(N/(df+1)) + 1, adds 1 to every term, which gives common words ("how",
+    "patients", "cells") a large share of a long query's score.
+    """
+
+    def idf(self, searcher, fieldname, text):
+        parent = searcher.get_parent()
+        df = parent.doc_frequency(fieldname, text)
+        n = parent.doc_count_all()
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
 def weighting() -> scoring.BM25F:
-    return scoring.BM25F(B=BM25_B, K1=BM25_K1)
+    return BM25(B=BM25_B, K1=BM25_K1)
 
 
 def schema() -> Schema:
@@ -127,7 +148,8 @@ class KeywordQuery:
     phrases: tuple[str, ...] = ()
     category: str | None = None
     tag: str | None = None
-    fields: tuple[str, ...] = field(default=("title", "heading", "body"))
+    fields: tuple[str, ...] = field(default=QUERY_FIELDS)
+    phrase_fields: tuple[str, ...] = field(default=PHRASE_FIELDS)
     concepts: tuple[tuple[tuple[str, float], ...], ...] = ()
 
 
@@ -191,9 +213,9 @@ class KeywordIndex:
             if not tokens:
                 continue
             if len(tokens) == 1:
-                alt = [Q.Term(name, tokens[0], boost=FIELD_BOOSTS[name]) for name in kq.fields]
+                alt = [Q.Term(name, tokens[0], boost=FIELD_BOOSTS[name]) for name in kq.phrase_fields]
             else:
-                alt = [Q.Phrase(name, tokens, boost=FIELD_BOOSTS[name]) for name in kq.fields]
+                alt = [Q.Phrase(name, tokens, boost=FIELD_BOOSTS[name]) for name in kq.phrase_fields]
             must.append(Q.Or(alt))
         if not terms and not must:
             return None

@@ -303,15 +303,16 @@ class Generation:
         self.glossary = Glossary(tuple(Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))}) for t in glossary_data))
         # Every way of writing a glossary concept, as casefolded word sequences; exact forms
         # (term, alias, expansion) win over synonyms when two entries claim the same words.
-        self._forms: dict[tuple[str, ...], tuple[Term, bool]] = {}
-        for exact in (True, False):
+        # value: (entry, kind) with kind "exact", "synonym" or "short" (a clear short form of a name)
+        self._forms: dict[tuple[str, ...], tuple[Term, str]] = {}
+        for kind in ("exact", "synonym"):
             for t in self.glossary.terms:
-                for name in (t.term, *t.aliases, t.expansion) if exact else t.synonyms:
+                for name in (t.term, *t.aliases, t.expansion) if kind == "exact" else t.synonyms:
                     key = tuple(w.casefold() for w in WORD_RE.findall(name))
                     if key:
-                        self._forms.setdefault(key, (t, exact))
+                        self._forms.setdefault(key, (t, kind))
         for key, t in self._short_forms().items():
-            self._forms.setdefault(key, (t, True))
+            self._forms.setdefault(key, (t, "short"))
         self._longest_form = max((len(k) for k in self._forms), default=0)
         self._vocabulary: Vocabulary | None = None
         self._heading_cache: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
@@ -402,9 +403,11 @@ class Generation:
                 found = self._forms.get(tuple(folded[i : i + n]))
                 if found is None or (n == 1 and self._ambiguous(words[i], found[0])):
                     continue
-                term, exact = found
+                term, kind = found
                 text = " ".join(words[i : i + n])
-                out.append(Unit(text, term, self.concept_forms(term, text), exact))
+                # a short form searches exactly as the full name does
+                forms = self.concept_forms(term, term.expansion if kind == "short" else text)
+                out.append(Unit(text, term, forms, kind != "synonym"))
                 i += n
                 break
             else:
@@ -675,13 +678,19 @@ class Searcher:
         return list(dict.fromkeys(out))
 
     def _heading_boost(self, gen: Generation, fused: list[tuple[str, float]], pq: ParsedQuery, units: Sequence[Unit]) -> list[tuple[str, float]]:
-        """Rank a section whose heading (or, for a guide's intro, title) clearly answers the query first.
+        """Rank a section whose heading clearly answers the query first.
 
-        The heading and the query are compared as sets of units (content words, glossary concepts
-        whichever name is used, quoted phrases): recall is the share of the query the heading
-        covers, precision the share of the heading the query covers. A clear match has both, so the
-        bonus is F1 squared, worth up to one extra rank-1 vote: "What is the PSA and who runs it?"
-        beats "What support is there if I've failed the PSA?" for the query "PSA".
+        Guide headings are written as the questions their sections answer, so a heading that says
+        what the query says is strong evidence for that section. The heading and the query are
+        compared as sets of units (content words, glossary concepts whichever name is used, quoted
+        phrases): recall is the share of the query the heading covers, precision the share of the
+        heading the query covers. The bonus is their F1 squared, up to one extra rank-1 vote, so a
+        clear match counts and a heading sharing a word with a long question barely does: "What is
+        the PSA and who runs it?" beats "What support is there if I've failed the PSA?" for "PSA".
+
+        A guide's introduction gets no bonus: its title already is its heading in keyword scoring
+        and is part of every section's embedding; favouring it again would pull readers to the top
+        of a guide instead of to the section that answers.
         """
         wanted: list[tuple[frozenset[str], str | None, bool]] = [(frozenset(analyse(p)), None, False) for p in pq.phrases]
         for u in units:
@@ -694,6 +703,9 @@ class Searcher:
         for cid, score in fused:
             c = gen.by_id.get(cid)
             if c is None:
+                continue
+            if not c.anchor:
+                out.append((cid, score))
                 continue
             stems, concepts, size = gen.heading_terms(c)
             covered = [fw for ustems, concept, fw in wanted if (concept is not None and concept in concepts) or (ustems and ustems <= stems)]

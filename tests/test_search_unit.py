@@ -152,3 +152,19 @@ def test_nonsense_is_not_confident(fake_searcher):
 
 def test_rewrite_query_leaves_quoted_phrases_alone():
     assert rewrite_query('"presribing" presribing  saftey', {"presribing": "prescribing", "saftey": "safety"}) == '"presribing" prescribing safety'
+
+
+def test_section_whose_heading_is_the_question_comes_first(fake_searcher):
+    res = fake_searcher.search("how long is the PSA and how many questions", mode="keyword")
+    assert res.hits[0].anchor == "how-long-is-the-psa-and-how-many-questions"
+    res = fake_searcher.search("which section carries the most marks", mode="keyword")
+    assert res.hits[0].anchor == "which-section-carries-the-most-marks"
+
+
+def test_a_guide_title_is_found_by_phrase_and_by_meaning(fake_searcher):
+    # "laid out" is only in the title of psa-exam-format: titles are not scored word by word, but a
+    # quoted phrase may match them, and every section's embedding carries its guide's title
+    hits = fake_searcher.search('"laid out"', mode="keyword").hits
+    assert hits and {h.slug for h in hits} == {"psa-exam-format"}
+    assert fake_searcher.search("laid", mode="keyword").hits == ()
+    assert fake_searcher.search("laid", mode="semantic").hits[0].slug == "psa-exam-format"

@@ -170,8 +170,10 @@
           if (html.length) {
             html.push('<a role="option" tabindex="-1" aria-selected="false" class="lr-all" id="' + input.id + '-opt-all" href="/search?q=' + encodeURIComponent(q) + '">' +
               "See all results for “" + escapeHtml(q) + "”</a>");
-            if (data.confident === false) msg.innerHTML = "No guide answers this yet." + askLink(q) + " The nearest we have:";
-            else msg.textContent = "";
+            // a corrected spelling is said, never silently applied; the results page offers the way back
+            var note = data.corrected && data.did_you_mean ? "Showing results for <strong>" + escapeHtml(data.did_you_mean) + "</strong>. " : "";
+            if (data.confident === false) msg.innerHTML = note + "No guide answers this yet." + askLink(q) + " The nearest we have:";
+            else msg.innerHTML = note;
             keys.textContent = "↑ ↓ to choose · Enter to open · Esc to close";
             announce(plural(groups.length, "guide") + " found. Use the up and down arrows to choose a section.");
           } else {
