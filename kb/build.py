@@ -38,7 +38,8 @@ from kb.render import render_markdown
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: BM25 idf of Robertson/Sparck Jones in the exported keyword postings (1: whoosh's own idf)
+FORMAT_VERSION = 2
 CHUNKING = {"version": 1, "max_chars": MAX_CHARS, "split": "heading, then paragraph"}
 CURRENT = "current"
 BUILD_COMMAND = "python scripts/build_index.py"
@@ -139,7 +140,7 @@ def current_path(index_dir: Path | str) -> Path | None:
     return target if target.is_dir() else None
 
 
-def read_manifest(generation: Path) -> dict:
+def read_manifest(generation: Path, *, any_format: bool = False) -> dict:
     path = generation / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -147,8 +148,8 @@ def read_manifest(generation: Path) -> dict:
         raise IndexNotBuiltError(f"the index at {generation} has no manifest.json (partial build?); run `{BUILD_COMMAND}`") from exc
     except (OSError, ValueError) as exc:
         raise IndexNotBuiltError(f"the index manifest at {path} is unreadable or corrupted; run `{BUILD_COMMAND} --full`") from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatchError(f"the index format is {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}; run `{BUILD_COMMAND} --full`")
+    if manifest.get("format_version") != FORMAT_VERSION and not any_format:
+        raise IndexMismatchError(f"the index format is {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}; run `{BUILD_COMMAND}` (it reuses the embeddings)")
     return manifest
 
 
@@ -211,7 +212,8 @@ def _previous(index_dir: Path, model: str, full: bool) -> tuple[Path | None, dic
     if gen is None or full:
         return None, None, [], None
     try:
-        manifest = read_manifest(gen)
+        # an older index format still holds good vectors: reuse them, rewrite everything else
+        manifest = read_manifest(gen, any_format=True)
         if manifest.get("model") != model or manifest.get("chunking") != CHUNKING:
             return None, None, [], None
         check_files(gen, manifest)  # a damaged live generation is rebuilt in full, never reused
@@ -404,7 +406,7 @@ def build_index(
     with _build_lock(index_dir):
         report.debris_removed = _remove_debris(index_dir)
         prev_gen, prev_manifest, prev_chunks, prev_vectors = _previous(index_dir, embedder.name, full)
-        if prev_manifest and prev_manifest.get("content_hash") == chash and not (full or force):
+        if prev_manifest and prev_manifest.get("content_hash") == chash and prev_manifest.get("format_version") == FORMAT_VERSION and not (full or force):
             report.skipped = True
             report.generation = prev_gen.name if prev_gen else ""
             report.chunks = prev_manifest["counts"]["chunks"]
@@ -425,7 +427,12 @@ def build_index(
             after_embed(report)
 
         touched = set(report.added) | set(report.changed) | set(report.removed)
-        incremental = prev_gen is not None and not full and len(touched) * 2 < max(len(new_guides), 1)
+        incremental = (
+            prev_gen is not None
+            and not full
+            and prev_manifest.get("format_version") == FORMAT_VERSION
+            and len(touched) * 2 < max(len(new_guides), 1)
+        )
         gen_name = _write_generation(
             index_dir,
             chunks,

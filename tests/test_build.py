@@ -249,3 +249,23 @@ def test_retired_generation_is_kept_for_a_grace_period(content_copy, tmp_path, f
     assert len(list(index.glob("gen-*"))) == 3
     report = build_index(content_copy, index, fake_embedder, force=True, keep=2, grace=0)
     assert len(list(index.glob("gen-*"))) == 2 and len(report.generations_removed) == 2
+
+
+def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, tmp_path, fake_embedder):
+    from kb.build import FORMAT_VERSION
+
+    index = tmp_path / "index"
+    first = build_index(content_copy, index, fake_embedder)
+    path = current_path(index) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = FORMAT_VERSION - 1
+    path.write_text(json.dumps(manifest))
+    status = index_status(content_copy, index, fake_embedder.name)
+    assert not status.built and f"reads {FORMAT_VERSION}" in status.reason  # so `--if-stale` builds
+    with pytest.raises(IndexMismatchError, match="the index format is"):
+        Searcher(index, fake_embedder).search("resit", mode="keyword")
+    second = build_index(content_copy, index, fake_embedder)  # same content, yet not skipped
+    assert not second.skipped and second.embedded == 0 and second.reused == first.chunks
+    assert second.keyword_mode == "rewrite"  # the keyword index is written anew, never patched
+    assert json.loads((current_path(index) / "manifest.json").read_text())["format_version"] == FORMAT_VERSION
+    assert Searcher(index, fake_embedder).search("resit", mode="keyword").hits
