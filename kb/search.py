@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.build import BUILD_COMMAND, check_files, current_path, read_chunks, read_manifest
+from kb.build import BUILD_COMMAND, VOCABULARY_FILE, check_files, current_path, read_chunks, read_manifest
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
 from kb.glossary import Glossary, Term
 from kb.keyword_index import KeywordIndex, KeywordQuery, analyse, stem
-from kb.spelling import MIN_LENGTH, Vocabulary
+from kb.spelling import MIN_LENGTH, Vocabulary, section_text
 from kb.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -361,7 +361,13 @@ class Generation:
     def vocabulary(self) -> Vocabulary:
         """Words of the indexed sections (for spelling suggestions), built on first use."""
         if self._vocabulary is None:
-            self._vocabulary = Vocabulary(f"{c.title}\n{' '.join(c.heading_path)}\n{c.text}" for c in self.chunks)
+            vocabulary = None
+            if VOCABULARY_FILE in self.manifest.get("files", {}):  # checksummed with the rest at load
+                try:
+                    vocabulary = Vocabulary.from_dict(json.loads((self.path / VOCABULARY_FILE).read_text(encoding="utf-8")))
+                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                    log.warning("%s: unreadable %s (%s); counting the words again", self.name, VOCABULARY_FILE, exc)
+            self._vocabulary = vocabulary or Vocabulary(section_text(c.title, c.heading_path, c.text) for c in self.chunks)
         return self._vocabulary
 
     def close(self) -> None:

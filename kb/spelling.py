@@ -13,6 +13,11 @@ WORD_RE = re.compile(r"[^\W\d_]+", re.UNICODE)
 MIN_LENGTH = 4  # shorter words have too many neighbours one edit away to guess safely
 
 
+def section_text(title: str, heading_path, text: str) -> str:
+    """The words of one section that spelling suggestions draw on: its guide title, headings and text."""
+    return f"{title}\n{' '.join(heading_path)}\n{text}"
+
+
 def max_distance(word: str) -> int:
     """Edits allowed for a word of this length: 1 up to seven letters, 2 from eight."""
     return 1 if len(word) <= 7 else 2
@@ -25,16 +30,30 @@ class Vocabulary:
     lowercase ("news") can be told apart from an ordinary word.
     """
 
-    def __init__(self, texts: Iterable[str]):
-        counts: Counter[str] = Counter()
-        lower: set[str] = set()
-        for text in texts:
-            words = WORD_RE.findall(text)
-            counts.update({w.casefold() for w in words if len(w) >= 2})
-            lower.update(w for w in words if w.islower())
-        self.counts: dict[str, int] = dict(counts)
-        self.lowercase_words = frozenset(lower)
+    def __init__(self, texts: Iterable[str] = (), *, counts: dict[str, int] | None = None, lowercase: Iterable[str] = ()):
+        """Count the words of `texts`, or take ready `counts` and `lowercase` words (as `as_dict` wrote them)."""
+        if counts is None:
+            counted: Counter[str] = Counter()
+            lower: set[str] = set()
+            for text in texts:
+                words = WORD_RE.findall(text)
+                counted.update({w.casefold() for w in words if len(w) >= 2})
+                lower.update(w for w in words if w.islower())
+            counts, lowercase = dict(counted), lower
+        self.counts: dict[str, int] = counts
+        self.lowercase_words = frozenset(lowercase)
         self._choices = [w for w in self.counts if len(w) >= MIN_LENGTH - 1]
+
+    def as_dict(self) -> dict:
+        """What a build stores (`vocabulary.json`), so a server never has to count a large index's words."""
+        return {"counts": self.counts, "lowercase": sorted(self.lowercase_words)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Vocabulary:
+        counts = data["counts"]
+        if not isinstance(counts, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in counts.items()):
+            raise ValueError("vocabulary counts must map words to integers")
+        return cls(counts=counts, lowercase=[str(w) for w in data.get("lowercase", [])])
 
     def __contains__(self, word: str) -> bool:
         return word.casefold() in self.counts

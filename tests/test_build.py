@@ -269,3 +269,27 @@ def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, t
     assert second.keyword_mode == "rewrite"  # the keyword index is written anew, never patched
     assert json.loads((current_path(index) / "manifest.json").read_text())["format_version"] == FORMAT_VERSION
     assert Searcher(index, fake_embedder).search("resit", mode="keyword").hits
+
+
+def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(content_copy, tmp_path, fake_embedder, monkeypatch):
+    import kb.search
+    from kb.build import VOCABULARY_FILE
+    from kb.spelling import Vocabulary, section_text
+
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    gen = current_path(index)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    assert VOCABULARY_FILE in manifest["files"]  # checksummed like every other file
+    searcher = Searcher(index, fake_embedder)
+    chunks = searcher.generation().chunks
+    counted = Vocabulary(section_text(c.title, c.heading_path, c.text) for c in chunks)
+
+    def no_counting(*args, **kwargs):
+        raise AssertionError("the server counted the words itself")
+
+    monkeypatch.setattr(kb.search, "section_text", no_counting)
+    stored = searcher.generation().vocabulary
+    assert stored.counts == counted.counts and stored.lowercase_words == counted.lowercase_words
+    res = searcher.search("resitts", mode="keyword")
+    assert res.did_you_mean == "resits" and res.hits
