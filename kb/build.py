@@ -4,7 +4,7 @@ Layout of the index folder:
 
     index/current        symlink to the live generation (replaced atomically)
     index/gen-<stamp>/   manifest.json, chunks.jsonl, vectors.faiss, whoosh/, glossary.json,
-                         vocabulary.json
+                         vocabulary.json, short_forms.json
     index/.tmp-<stamp>/  a build in progress; never read by a server
     index/cache/         embedding cache: vectors keyed by (model, chunk text hash)
 
@@ -34,15 +34,16 @@ from kb.content import Guide, load_guides
 from kb.embedding import Embedder
 from kb.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem
-from kb.glossary import Glossary
+from kb.glossary import Glossary, short_forms
 from kb.render import render_markdown
 from kb.spelling import Vocabulary, section_text
 
 log = logging.getLogger(__name__)
 
-# 2: BM25 idf of Robertson/Sparck Jones in the exported keyword postings (1: whoosh's own idf); vocabulary.json
+# 2: BM25 idf of Robertson/Sparck Jones in the exported keyword postings (1: whoosh's own idf); vocabulary.json, short_forms.json
 FORMAT_VERSION = 2
 VOCABULARY_FILE = "vocabulary.json"
+SHORT_FORMS_FILE = "short_forms.json"
 CHUNKING = {"version": 1, "max_chars": MAX_CHARS, "split": "heading, then paragraph"}
 CURRENT = "current"
 BUILD_COMMAND = "python scripts/build_index.py"
@@ -317,6 +318,9 @@ def _write_generation(
         # the words spelling suggestions draw on, counted once here rather than by every server process
         vocabulary = Vocabulary(section_text(c.title, c.heading_path, c.text) for c in chunks)
         (tmp / VOCABULARY_FILE).write_text(json.dumps(vocabulary.as_dict(), ensure_ascii=False), encoding="utf-8")
+        texts = (section_text(c.title, c.heading_path, c.text) for c in chunks)
+        shorts = [{"prefix": list(k), "term": t.term} for k, t in short_forms(glossary.terms, texts, lambda w: bool(keyword_index.analyse(w))).items()]
+        (tmp / SHORT_FORMS_FILE).write_text(json.dumps(shorts, ensure_ascii=False), encoding="utf-8")
         if keyword_from is not None:
             prev_gen, touched = keyword_from
             shutil.copytree(prev_gen / "whoosh", tmp / "whoosh")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from kb.errors import ContentError, Problem
+
+# A word as names and queries are split into: letters and digits, with inner apostrophes and hyphens.
+WORD_RE = re.compile(r"[\w][\w'’-]*", re.UNICODE)
+# A name's first words stand for it when, in the guides, they go on into the name this often.
+SHORT_FORM_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -104,3 +110,52 @@ class Glossary:
                 if re.fullmatch(r"[A-Z][A-Za-z0-9-]+", name) and acronym:
                     out.append((name, t.expansion))
         return out
+
+
+def short_forms(terms: Iterable[Term], texts: Iterable[str], is_content_word: Callable[[str], bool]) -> dict[tuple[str, ...], Term]:
+    """Clear short forms of long names: "prescribing safety" for Prescribing Safety Assessment.
+
+    Students shorten long names. The first two or more words of a name of three or more words are
+    read as the name when, in `texts` (the indexed sections), they continue into that name at least
+    SHORT_FORM_SHARE of the time (and appear at least twice); "medical schools" does not stand for
+    the Medical Schools Council because the guides mostly use it on its own. A prefix must end in
+    a content word ("unit of" is not a short form of anything). Keys are casefolded word tuples.
+    """
+    names: dict[tuple[str, ...], Term] = {}
+    for t in terms:
+        for name in (t.term, *t.aliases, t.expansion):
+            key = tuple(w.casefold() for w in WORD_RE.findall(name))
+            if len(key) >= 3:
+                names.setdefault(key, t)
+    prefixes: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    for key in names:
+        for n in range(2, len(key)):
+            if is_content_word(key[n - 1]):
+                prefixes.setdefault(key[:n], set()).add(key)
+    if not prefixes:
+        return {}
+    wanted = set(names) | set(prefixes)
+    # the lengths of wanted word sequences by their first word: most words start none, so the
+    # scan below costs one set lookup per word of text
+    starts: dict[str, set[int]] = {}
+    for k in wanted:
+        starts.setdefault(k[0], set()).add(len(k))
+    counts: dict[tuple[str, ...], int] = {}
+    for text in texts:
+        tokens = [w.casefold() for w in WORD_RE.findall(text)]
+        for i, tok in enumerate(tokens):
+            lengths = starts.get(tok)
+            if lengths is None:
+                continue
+            for n in lengths:
+                gram = tuple(tokens[i : i + n])
+                if len(gram) == n and gram in wanted:
+                    counts[gram] = counts.get(gram, 0) + 1
+    out: dict[tuple[str, ...], Term] = {}
+    for prefix, full_names in prefixes.items():
+        found = {names[k].term for k in full_names}
+        seen = counts.get(prefix, 0)
+        continued = sum(counts.get(k, 0) for k in full_names)
+        if len(found) == 1 and seen >= 2 and continued >= SHORT_FORM_SHARE * seen:
+            out[prefix] = names[next(iter(full_names))]
+    return out

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.build import BUILD_COMMAND, VOCABULARY_FILE, check_files, current_path, read_chunks, read_manifest
+from kb.build import BUILD_COMMAND, SHORT_FORMS_FILE, VOCABULARY_FILE, check_files, current_path, read_chunks, read_manifest
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
-from kb.glossary import Glossary, Term
+from kb.glossary import WORD_RE, Glossary, Term, short_forms
 from kb.keyword_index import KeywordIndex, KeywordQuery, analyse, stem
 from kb.spelling import MIN_LENGTH, Vocabulary, section_text
 from kb.vector_index import VectorIndex
@@ -31,11 +31,9 @@ RRF_K = 60
 POOL = 50
 # A glossary synonym ("prescribing exam" for PSA) is a near equivalent, not an exact one.
 SYNONYM_WEIGHT = 0.7
-SHORT_FORM_SHARE = 0.8
 # Below this cosine similarity a semantic-only hit is a guess, not an answer.
 WEAK_SEMANTIC = 0.30
 HEADING_WEIGHT = 1.0 / (RRF_K + 1)
-WORD_RE = re.compile(r"[\w][\w'’-]*", re.UNICODE)
 # Question and function words: every guide heading is a question ("How do I ..."), so these
 # words say nothing about which section answers. They stay in what the encoder sees (they carry
 # intent there) but do not score keyword matches or heading coverage, unless nothing else is left.
@@ -318,44 +316,19 @@ class Generation:
         self._heading_cache: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
     def _short_forms(self) -> dict[tuple[str, ...], Term]:
-        """Clear short forms of long names: "prescribing safety" for Prescribing Safety Assessment.
+        """Clear short forms of the glossary's long names (see kb.glossary.short_forms).
 
-        Students shorten long names. The first two or more words of a name of three or more words
-        are read as the name when, in the guides, they continue into that name at least
-        SHORT_FORM_SHARE of the time (and appear at least twice); "medical schools" does not stand
-        for the Medical Schools Council because the guides mostly use it on its own.
+        The build finds them (`short_forms.json`); an index without that file has them found here,
+        which means reading every section once.
         """
-        names: dict[tuple[str, ...], Term] = {}
-        for t in self.glossary.terms:
-            for name in (t.term, *t.aliases, t.expansion):
-                key = tuple(w.casefold() for w in WORD_RE.findall(name))
-                if len(key) >= 3:
-                    names.setdefault(key, t)
-        prefixes: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
-        for key in names:
-            for n in range(2, len(key)):
-                if analyse(key[n - 1]):  # "unit of" is not a short form of anything
-                    prefixes.setdefault(key[:n], set()).add(key)
-        if not prefixes:
-            return {}
-        lengths = sorted({len(k) for k in (*names, *prefixes)})
-        wanted = set(names) | set(prefixes)
-        counts: dict[tuple[str, ...], int] = {}
-        for c in self.chunks:
-            tokens = [w.casefold() for w in WORD_RE.findall(f"{c.title}\n{' '.join(c.heading_path)}\n{c.text}")]
-            for n in lengths:
-                for i in range(len(tokens) - n + 1):
-                    gram = tuple(tokens[i : i + n])
-                    if gram in wanted:
-                        counts[gram] = counts.get(gram, 0) + 1
-        out: dict[tuple[str, ...], Term] = {}
-        for prefix, full_names in prefixes.items():
-            terms = {names[k].term for k in full_names}
-            seen = counts.get(prefix, 0)
-            continued = sum(counts.get(k, 0) for k in full_names)
-            if len(terms) == 1 and seen >= 2 and continued >= SHORT_FORM_SHARE * seen:
-                out[prefix] = names[next(iter(full_names))]
-        return out
+        by_name = {t.term: t for t in self.glossary.terms}
+        if SHORT_FORMS_FILE in self.manifest.get("files", {}):  # checksummed with the rest at load
+            try:
+                stored = json.loads((self.path / SHORT_FORMS_FILE).read_text(encoding="utf-8"))
+                return {tuple(str(w) for w in item["prefix"]): by_name[item["term"]] for item in stored}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("%s: unreadable %s (%s); finding short forms again", self.name, SHORT_FORMS_FILE, exc)
+        return short_forms(self.glossary.terms, (section_text(c.title, c.heading_path, c.text) for c in self.chunks), lambda w: bool(analyse(w)))
 
     @property
     def vocabulary(self) -> Vocabulary:

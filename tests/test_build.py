@@ -293,3 +293,28 @@ def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(content_
     assert stored.counts == counted.counts and stored.lowercase_words == counted.lowercase_words
     res = searcher.search("resitts", mode="keyword")
     assert res.did_you_mean == "resits" and res.hits
+
+
+def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fake_embedder, monkeypatch):
+    import kb.search
+    from kb.build import SHORT_FORMS_FILE
+    from kb.glossary import Glossary, short_forms
+    from kb.keyword_index import analyse
+    from kb.spelling import section_text
+
+    index = tmp_path / "index"
+    build_index(content_copy, index, fake_embedder)
+    gen = current_path(index)
+    assert SHORT_FORMS_FILE in json.loads((gen / "manifest.json").read_text())["files"]
+    chunks = Searcher(index, fake_embedder).generation().chunks
+    found = short_forms(Glossary.load(content_copy).terms, (section_text(c.title, c.heading_path, c.text) for c in chunks), lambda w: bool(analyse(w)))
+    assert found[("prescribing", "safety")].term == "PSA"  # the fixture guides write the name out in full twice
+
+    def no_scanning(*args, **kwargs):
+        raise AssertionError("the server read every section to find short forms")
+
+    monkeypatch.setattr(kb.search, "short_forms", no_scanning)
+    loaded = Searcher(index, fake_embedder).generation()
+    assert {k: t.term for k, (t, kind) in loaded._forms.items() if kind == "short"} == {
+        k: t.term for k, t in found.items() if k not in {k2 for k2, (_, kind) in loaded._forms.items() if kind != "short"}
+    }
