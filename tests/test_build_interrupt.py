@@ -19,7 +19,14 @@ pytestmark = pytest.mark.slow
 
 def start_build(*args):
     proc = subprocess.Popen(
-        [sys.executable, "scripts/build_index.py", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        [sys.executable, "scripts/build_index.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        # as from a terminal: a test run started in the background by a non-interactive shell
+        # inherits SIGINT ignored, and Python would then never see the Ctrl-C this test sends
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     out = {"stdout": b"", "stderr": b""}
 
