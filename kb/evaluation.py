@@ -175,14 +175,13 @@ def load_beir(folder: Path | str, split: str = "test") -> BeirSet:
     return BeirSet(folder.name, folder / "corpus.jsonl", judged, doc_count)
 
 
-def _cut(text: str, limit: int) -> tuple[str, str]:
-    """Cut text at a word boundary to at most `limit` characters with an ellipsis; also return what was cut off."""
+def _cut(text: str, limit: int) -> str:
+    """Cut text at a word boundary to at most `limit` characters, with an ellipsis."""
     if len(text) <= limit:
-        return text, ""
+        return text
     head = text[: limit - 1]
     space = head.rfind(" ")
-    head = head[:space] if space > limit // 2 else head
-    return head.rstrip(" ,;:.-") + "…", text[len(head) :].strip()
+    return (head[:space] if space > limit // 2 else head).rstrip(" ,;:.-") + "…"
 
 
 def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
@@ -208,12 +207,12 @@ def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
         doc_id = str(doc["_id"])
         slug = beir_slug(doc_id)
         full = re.sub(r"\s+", " ", str(doc.get("title") or "")).strip() or f"Document {doc_id}"
-        title = _cut(full, TITLE_MAX)[0]
+        title = _cut(full, TITLE_MAX)
         if title.casefold() in titles:  # titles must be unique: tell duplicates apart by id
             suffix = f" [{doc_id}]"
-            title = _cut(full, TITLE_MAX - len(suffix))[0] + suffix
+            title = _cut(full, TITLE_MAX - len(suffix)) + suffix
         titles.add(title.casefold())
-        summary = _cut(full, SUMMARY_MAX)[0]
+        summary = _cut(full, SUMMARY_MAX)
         body = re.sub(r"\s+", " ", str(doc.get("text") or "")).strip() or full
         if re.match(r"[#>=|+*-]|\d+[.)]\s", body):
             body = "\\" + body  # plain prose: never a heading, quote or list
