@@ -42,7 +42,6 @@ def test_snippet_marks_terms_and_escapes_html():
     assert "<b>" not in snip and "&lt;b&gt;" in snip
 
 
-
 def test_snippet_window_is_where_the_terms_cluster():
     # one lone "psa" early; "bnf" and "psa" together much later: the window goes to the cluster
     text = "PSA. " + "filler " * 60 + "Bring the BNF: the PSA lets you use the BNF throughout. " + "tail " * 60
@@ -50,6 +49,7 @@ def test_snippet_window_is_where_the_terms_cluster():
     assert snip.startswith("… ") and snip.endswith(" …")
     assert snip.count("<mark>") == 3 and "<mark>PSA</mark>." not in snip
     assert len(snip.replace("<mark>", "").replace("</mark>", "")) <= 120 + 4
+
 
 def hit(slug, anchor, score=1.0):
     return Hit(f"{slug}#{anchor}", slug, slug.title(), "psa", anchor, anchor, f"/guides/{slug}#{anchor}", "", score, 1, 1, 0.5)
