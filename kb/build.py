@@ -153,7 +153,9 @@ def read_manifest(generation: Path, *, any_format: bool = False) -> dict:
     except (OSError, ValueError) as exc:
         raise IndexNotBuiltError(f"the index manifest at {path} is unreadable or corrupted; run `{BUILD_COMMAND} --full`") from exc
     if manifest.get("format_version") != FORMAT_VERSION and not any_format:
-        raise IndexMismatchError(f"the index format is {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}; run `{BUILD_COMMAND}` (it reuses the embeddings)")
+        raise IndexMismatchError(
+            f"the index format is {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}; run `{BUILD_COMMAND}` (it reuses the embeddings)"
+        )
     return manifest
 
 
@@ -316,9 +318,8 @@ def _write_generation(
         vector_index.build(tmp / "vectors.faiss", vectors)
         (tmp / "glossary.json").write_text(json.dumps([asdict(t) for t in glossary.terms], ensure_ascii=False), encoding="utf-8")
         # the words spelling suggestions draw on, counted once here rather than by every server process
-        vocabulary = Vocabulary(section_text(c.title, c.heading_path, c.text) for c in chunks)
-        (tmp / VOCABULARY_FILE).write_text(json.dumps(vocabulary.as_dict(), ensure_ascii=False), encoding="utf-8")
-        texts = (section_text(c.title, c.heading_path, c.text) for c in chunks)
+        texts = [section_text(c.title, c.heading_path, c.text) for c in chunks]
+        (tmp / VOCABULARY_FILE).write_text(json.dumps(Vocabulary(texts).as_dict(), ensure_ascii=False), encoding="utf-8")
         shorts = [{"prefix": list(k), "term": t.term} for k, t in short_forms(glossary.terms, texts, lambda w: bool(keyword_index.analyse(w))).items()]
         (tmp / SHORT_FORMS_FILE).write_text(json.dumps(shorts, ensure_ascii=False), encoding="utf-8")
         if keyword_from is not None:
@@ -416,7 +417,9 @@ def build_index(
     with _build_lock(index_dir):
         report.debris_removed = _remove_debris(index_dir)
         prev_gen, prev_manifest, prev_chunks, prev_vectors = _previous(index_dir, embedder.name, full)
-        if prev_manifest and prev_manifest.get("content_hash") == chash and prev_manifest.get("format_version") == FORMAT_VERSION and not (full or force):
+        # a generation of an older format lends its vectors, nothing else
+        same_format = prev_manifest is not None and prev_manifest.get("format_version") == FORMAT_VERSION
+        if same_format and prev_manifest.get("content_hash") == chash and not (full or force):
             report.skipped = True
             report.generation = prev_gen.name if prev_gen else ""
             report.chunks = prev_manifest["counts"]["chunks"]
@@ -437,12 +440,7 @@ def build_index(
             after_embed(report)
 
         touched = set(report.added) | set(report.changed) | set(report.removed)
-        incremental = (
-            prev_gen is not None
-            and not full
-            and prev_manifest.get("format_version") == FORMAT_VERSION
-            and len(touched) * 2 < max(len(new_guides), 1)
-        )
+        incremental = same_format and not full and len(touched) * 2 < max(len(new_guides), 1)
         gen_name = _write_generation(
             index_dir,
             chunks,

@@ -19,9 +19,9 @@ import numpy as np
 from kb.build import BUILD_COMMAND, SHORT_FORMS_FILE, VOCABULARY_FILE, check_files, current_path, read_chunks, read_manifest
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
-from kb.glossary import WORD_RE, Glossary, Term, short_forms
+from kb.glossary import WORD_RE, Glossary, Term
 from kb.keyword_index import KeywordIndex, KeywordQuery, analyse, stem
-from kb.spelling import MIN_LENGTH, Vocabulary, section_text
+from kb.spelling import MIN_LENGTH, Vocabulary
 from kb.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,13 @@ class Generation:
             self.vectors = VectorIndex(path / "vectors.faiss")
             self.keyword = KeywordIndex(path / "whoosh")
             glossary_data = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
+            self.glossary = Glossary(
+                tuple(Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))}) for t in glossary_data)
+            )
+            # counted and found by the build, so loading never reads every section's words
+            self.vocabulary = Vocabulary.from_dict(json.loads((path / VOCABULARY_FILE).read_text(encoding="utf-8")))
+            by_name = {t.term: t for t in self.glossary.terms}
+            short = {tuple(str(w) for w in item["prefix"]): by_name[item["term"]] for item in json.loads((path / SHORT_FORMS_FILE).read_text(encoding="utf-8"))}
         except KBError:
             raise
         except Exception as exc:
@@ -298,7 +305,6 @@ class Generation:
             raise IndexMismatchError(f"vector dimension {self.vectors.dimension} differs from the manifest; run `{BUILD_COMMAND} --full`")
         self.by_id = {c.id: c for c in self.chunks}
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
-        self.glossary = Glossary(tuple(Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))}) for t in glossary_data))
         # Every way of writing a glossary concept, as casefolded word sequences; exact forms
         # (term, alias, expansion) win over synonyms when two entries claim the same words.
         # value: (entry, kind) with kind "exact", "synonym" or "short" (a clear short form of a name)
@@ -309,39 +315,10 @@ class Generation:
                     key = tuple(w.casefold() for w in WORD_RE.findall(name))
                     if key:
                         self._forms.setdefault(key, (t, kind))
-        for key, t in self._short_forms().items():
+        for key, t in short.items():  # clear short forms of long names (kb.glossary.short_forms)
             self._forms.setdefault(key, (t, "short"))
         self._longest_form = max((len(k) for k in self._forms), default=0)
-        self._vocabulary: Vocabulary | None = None
         self._heading_cache: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-
-    def _short_forms(self) -> dict[tuple[str, ...], Term]:
-        """Clear short forms of the glossary's long names (see kb.glossary.short_forms).
-
-        The build finds them (`short_forms.json`); an index without that file has them found here,
-        which means reading every section once.
-        """
-        by_name = {t.term: t for t in self.glossary.terms}
-        if SHORT_FORMS_FILE in self.manifest.get("files", {}):  # checksummed with the rest at load
-            try:
-                stored = json.loads((self.path / SHORT_FORMS_FILE).read_text(encoding="utf-8"))
-                return {tuple(str(w) for w in item["prefix"]): by_name[item["term"]] for item in stored}
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("%s: unreadable %s (%s); finding short forms again", self.name, SHORT_FORMS_FILE, exc)
-        return short_forms(self.glossary.terms, (section_text(c.title, c.heading_path, c.text) for c in self.chunks), lambda w: bool(analyse(w)))
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        """Words of the indexed sections (for spelling suggestions), built on first use."""
-        if self._vocabulary is None:
-            vocabulary = None
-            if VOCABULARY_FILE in self.manifest.get("files", {}):  # checksummed with the rest at load
-                try:
-                    vocabulary = Vocabulary.from_dict(json.loads((self.path / VOCABULARY_FILE).read_text(encoding="utf-8")))
-                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    log.warning("%s: unreadable %s (%s); counting the words again", self.name, VOCABULARY_FILE, exc)
-            self._vocabulary = vocabulary or Vocabulary(section_text(c.title, c.heading_path, c.text) for c in self.chunks)
-        return self._vocabulary
 
     def close(self) -> None:
         self.keyword.close()

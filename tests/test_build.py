@@ -272,7 +272,7 @@ def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, t
 
 
 def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(content_copy, tmp_path, fake_embedder, monkeypatch):
-    import kb.search
+    import kb.spelling
     from kb.build import VOCABULARY_FILE
     from kb.spelling import Vocabulary, section_text
 
@@ -285,10 +285,12 @@ def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(content_
     chunks = searcher.generation().chunks
     counted = Vocabulary(section_text(c.title, c.heading_path, c.text) for c in chunks)
 
-    def no_counting(*args, **kwargs):
-        raise AssertionError("the server counted the words itself")
+    class NoCounting:  # any counting of section words goes through kb.spelling's word pattern
+        def findall(self, text):
+            raise AssertionError("the server counted the words itself")
 
-    monkeypatch.setattr(kb.search, "section_text", no_counting)
+    monkeypatch.setattr(kb.spelling, "WORD_RE", NoCounting())
+    searcher = Searcher(index, fake_embedder)
     stored = searcher.generation().vocabulary
     assert stored.counts == counted.counts and stored.lowercase_words == counted.lowercase_words
     res = searcher.search("resitts", mode="keyword")
@@ -296,7 +298,7 @@ def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(content_
 
 
 def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fake_embedder, monkeypatch):
-    import kb.search
+    import kb.glossary
     from kb.build import SHORT_FORMS_FILE
     from kb.glossary import Glossary, short_forms
     from kb.keyword_index import analyse
@@ -310,10 +312,11 @@ def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fak
     found = short_forms(Glossary.load(content_copy).terms, (section_text(c.title, c.heading_path, c.text) for c in chunks), lambda w: bool(analyse(w)))
     assert found[("prescribing", "safety")].term == "PSA"  # the fixture guides write the name out in full twice
 
-    def no_scanning(*args, **kwargs):
-        raise AssertionError("the server read every section to find short forms")
+    class NoScanning:  # finding short forms splits every section with kb.glossary's word pattern
+        def findall(self, text):
+            raise AssertionError("the server read every section to find short forms")
 
-    monkeypatch.setattr(kb.search, "short_forms", no_scanning)
+    monkeypatch.setattr(kb.glossary, "WORD_RE", NoScanning())
     loaded = Searcher(index, fake_embedder).generation()
     assert {k: t.term for k, (t, kind) in loaded._forms.items() if kind == "short"} == {
         k: t.term for k, t in found.items() if k not in {k2 for k2, (_, kind) in loaded._forms.items() if kind != "short"}
