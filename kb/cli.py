@@ -13,11 +13,11 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from kb import config
+from kb import clock, config
 from kb.bert_numpy import BuildEncoder
 from kb.build import BUILD_COMMAND, GRACE_SECONDS, build_index, index_status
 from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
-from kb.errors import ContentError, KBError
+from kb.errors import ConfigError, ContentError, KBError
 from kb.validate import DUPLICATE_THRESHOLD, CheckOptions, changed_files, check_content, default_base, format_report
 
 
@@ -28,7 +28,16 @@ def _settings() -> dict:
     try:
         return {s.name: current_app.config[s.name] for s in config.SETTINGS}
     except RuntimeError:
+        return env_settings()
+
+
+def env_settings() -> dict:
+    """Settings from KB_* environment variables; a bad value is a clear message and exit status 2, not a traceback."""
+    try:
         return config.validate({k: v for k, v in os.environ.items() if k in config.BY_NAME})
+    except ConfigError as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(2)
 
 
 def _terminate(signum, frame):
@@ -192,7 +201,7 @@ def run_check(
 
 
 def check_options(f):
-    f = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Judge dates as of this day (default: today).")(f)
+    f = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Judge dates as of this day (default: KB_TODAY, else today).")(f)
     f = click.option("--model", default=None, help="Model for the near-duplicate check (default: KB_MODEL).")(f)
     f = click.option(
         "--threshold",
@@ -233,7 +242,7 @@ def _check(paths, content_dir, index_dir, fmt, strict, changed_only, base, stale
         stale_after or s["KB_STALE_AFTER_DAYS"],
         not no_duplicates,
         threshold,
-        today.date() if today else None,
+        today.date() if today else clock.today(s["KB_TODAY"] or None),
         s["KB_TORCH_THREADS"],
     )
     sys.exit(code)
@@ -333,7 +342,7 @@ def report_cmd(days, limit, as_json):
     from kb.store import Store, database_url, redact_url
 
     s = _settings()
-    store = Store(database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"])
+    store = Store(database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"], s["KB_TODAY"])
     try:
         guides, _ = load_guides(s["KB_CONTENT_DIR"])
     except ContentError:

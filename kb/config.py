@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kb import clock
 from kb.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    check: Callable[[Any], object] | None = None  # raises ConfigError on a bad value
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -46,6 +48,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KB_DATABASE_URL", "", str, "SQLAlchemy URL for analytics; empty means SQLite in the index folder."),
     Setting("KB_ANALYTICS_RETENTION_DAYS", 180, int, "Days search logs are kept.", 1, 3650),
     Setting("KB_TORCH_THREADS", 0, int, "Threads for the encoder (0 = library default).", 0, 64),
+    Setting(
+        "KB_TODAY",
+        "",
+        str,
+        "Judge dates (stale banners, new guides, the checker, analytics retention) as of this YYYY-MM-DD; empty = the real clock.",
+        check=clock.parse_day,
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -94,6 +103,11 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
             problems.append(f"{setting.name}={raw!r}: must be <= {setting.maximum}")
         elif setting.choices and value not in setting.choices:
             problems.append(f"{setting.name}={raw!r}: must be one of {', '.join(setting.choices)}")
+        elif setting.check is not None:
+            try:
+                setting.check(value)
+            except ConfigError as exc:
+                problems.append(exc.message)
         values[setting.name] = value
     unknown = sorted(k for k in config if k.startswith("KB_") and k not in BY_NAME)
     for key in unknown:

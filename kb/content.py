@@ -14,6 +14,7 @@ from pathlib import Path
 import frontmatter
 import yaml
 
+from kb import clock
 from kb.errors import ContentError, Problem
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,10 @@ class Guide:
         if not self.applies_to.startswith("FP"):
             return False
         year = int(self.applies_to[2:])
-        return (today or dt.date.today()) >= dt.date(year, 9, 1)
+        return (today or clock.today()) >= dt.date(year, 9, 1)
 
     def days_since_review(self, today: dt.date | None = None) -> int:
-        return ((today or dt.date.today()) - self.last_reviewed).days
+        return ((today or clock.today()) - self.last_reviewed).days
 
     def as_dict(self) -> dict:
         return {
@@ -172,7 +173,7 @@ def read_text(path: Path, shown: str, problems: list[Problem], content_dir: Path
 
 def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.date | None = None) -> tuple[Guide | None, list[Problem]]:
     """Parse one guide file; return the Guide (or None) and every problem found."""
-    today = today or dt.date.today()
+    today = today or clock.today()
     problems: list[Problem] = []
     try:
         shown = str(path.relative_to(Path.cwd()))

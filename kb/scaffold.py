@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from kb import clock
 from kb.content import FM_RE, SLUG_RE, Taxonomy, load_guides
 from kb.errors import KBError
 
@@ -86,7 +87,7 @@ def new_guide(
         ScaffoldError: unknown category or tag, a taken slug or title, a bad value.
     """
     content_dir = Path(content_dir)
-    today = today or dt.date.today()
+    today = today or clock.today()
     taxonomy = Taxonomy.load(content_dir)
     title = " ".join((title or "").split())
     if not title:

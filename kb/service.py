@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kb import clock
 from kb.build import index_status
 from kb.content import Guide, Taxonomy, guide_paths, load_guides
 from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
@@ -183,4 +184,5 @@ class KnowledgeBase:
         return f"{self.settings['KB_REPO_URL'].rstrip('/')}/edit/{self.settings['KB_REPO_BRANCH']}/{rel.as_posix()}"
 
     def today(self) -> dt.date:
-        return dt.date.today()
+        """The day stale banners are judged on: the KB_TODAY setting, else the real clock."""
+        return clock.today(self.settings.get("KB_TODAY") or None)

@@ -49,6 +49,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from kb import clock
+
 log = logging.getLogger(__name__)
 
 SQLITE_FILE = "analytics.sqlite3"
@@ -132,7 +134,7 @@ def new_search_id() -> str:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return clock.now()
 
 
 def _hour(moment: dt.datetime) -> dt.datetime:
@@ -193,15 +195,22 @@ class Store:
     Args:
         url: A SQLAlchemy URL (see `database_url`).
         retention_days: Rows older than this are deleted by `purge`.
+        today: A pinned day (the KB_TODAY setting) for retention and report windows; None: KB_TODAY
+            from the environment, else the real clock.
     """
 
-    def __init__(self, url: str, retention_days: int = 180):
+    def __init__(self, url: str, retention_days: int = 180, today: str | dt.date | None = None):
         self.url = url
         self.retention_days = retention_days
+        self.today = today or None
         self._engine: Engine | None = None
         self._pid = 0
         self._lock = threading.Lock()
         self._schema_ready = False
+
+    def now(self) -> dt.datetime:
+        """The moment events are stamped with and windows are measured from (see kb.clock)."""
+        return clock.now(self.today)
 
     @property
     def dialect(self) -> str:
@@ -312,12 +321,12 @@ class Store:
         """Store one answer to "Was this helpful?" (synchronously: the reader is told if it failed)."""
         self.ensure_schema()
         with self.engine.begin() as conn:
-            conn.execute(insert(feedback).values(at=_hour(at or _utcnow()), slug=slug[:200], helpful=bool(helpful), comment=clean_comment(comment)))
+            conn.execute(insert(feedback).values(at=_hour(at or self.now()), slug=slug[:200], helpful=bool(helpful), comment=clean_comment(comment)))
 
     def purge(self, now: dt.datetime | None = None) -> dict[str, int]:
         """Delete every row older than the retention period; returns rows deleted per table."""
         self.ensure_schema()
-        cutoff = (now or _utcnow()) - dt.timedelta(days=self.retention_days)
+        cutoff = (now or self.now()) - dt.timedelta(days=self.retention_days)
         out = {}
         with self.engine.begin() as conn:
             for table in (searches, clicks, feedback):
@@ -351,7 +360,7 @@ class Store:
             A dict: totals, top_queries, zero_results, no_click, clicked_guides, never_clicked, feedback.
         """
         self.ensure_schema()
-        since = (now or _utcnow()) - dt.timedelta(days=days)
+        since = (now or self.now()) - dt.timedelta(days=days)
         clicked = select(clicks.c.search_id).where(clicks.c.at >= since).distinct().subquery()
         was_clicked = case((clicked.c.search_id.is_not(None), 1), else_=0)
         base = searches.outerjoin(clicked, clicked.c.search_id == searches.c.search_id)

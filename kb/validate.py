@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb import clock
 from kb.chunking import MAX_CHARS, _split, plain_text
 from kb.content import FM_RE, Guide, Taxonomy, _key_line, guide_paths, load_guides
 from kb.errors import ContentError, KBError, Problem
@@ -765,7 +766,7 @@ def check_content(
         ContentError: The content folder or taxonomy file is missing or unreadable.
     """
     options = options or CheckOptions()
-    today = options.today or dt.date.today()
+    today = options.today or clock.today()
     content_dir = Path(content_dir).resolve()
     guides, problems = load_guides(content_dir, today)
     notes: list[str] = []

@@ -4,7 +4,6 @@
 Writes content/<category>/<slug>.md with complete front matter and the template's section prompts.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import click  # noqa: E402
 
-from kb import config  # noqa: E402
+from kb import clock  # noqa: E402
+from kb.cli import env_settings  # noqa: E402
 from kb.errors import KBError  # noqa: E402
 from kb.scaffold import default_summary, new_guide  # noqa: E402
 
@@ -34,11 +34,12 @@ def _source(value: str) -> tuple[str, str]:
 @click.option("--source", "sources", multiple=True, help='"Page title | https://..." you checked the facts against; repeat for more.')
 @click.option("--slug", default=None, help="File name without .md (default: made from the title).")
 @click.option("--content", "content_dir", default=None, help="Content folder (default: KB_CONTENT_DIR).")
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Date for last_reviewed (default: KB_TODAY, else today).")
 @click.option("--force", is_flag=True, help="Overwrite a guide with the same file name.")
 @click.option("--no-input", is_flag=True, help="Never ask questions; use the defaults.")
-def main(title, category, tags, summary, authors, applies_to, sources, slug, content_dir, force, no_input):
+def main(title, category, tags, summary, authors, applies_to, sources, slug, content_dir, today, force, no_input):
     """Write content/<category>/<slug>.md from the guide template, ready to fill in."""
-    settings = config.validate({k: v for k, v in os.environ.items() if k in config.BY_NAME})
+    settings = env_settings()
     content = Path(content_dir or settings["KB_CONTENT_DIR"])
     interactive = sys.stdin.isatty() and not no_input
     if interactive and summary is None:
@@ -56,6 +57,7 @@ def main(title, category, tags, summary, authors, applies_to, sources, slug, con
             applies_to=applies_to,
             sources=[_source(s) for s in sources] or None,
             slug=slug,
+            today=today.date() if today else clock.today(settings["KB_TODAY"] or None),
             overwrite=force,
         )
     except KBError as exc:

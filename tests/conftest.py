@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +22,27 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 FIXTURE_CONTENT = FIXTURES / "content"
 MALFORMED = FIXTURES / "malformed"
+
+# The day every test is judged on unless it says otherwise: the suite never reads the machine's calendar.
+# The fixture guides were written to be current on this day.
+FIXTURE_TODAY = dt.date(2026, 11, 25)
+
+
+def content_today(content_dir: Path = ROOT / "content") -> dt.date:
+    """The day tests of the real guides judge dates on: the newest `last_reviewed` among them.
+
+    Taken from the content, never from the clock, so a guide reviewed today is not "in the future"
+    and the answer is the same on any day the suite runs.
+    """
+    days = re.findall(r"^last_reviewed:\s*(\d{4}-\d{2}-\d{2})", "\n".join(p.read_text(encoding="utf-8") for p in content_dir.rglob("*.md")), re.M)
+    return max(dt.date.fromisoformat(d) for d in days)
+
+
+@pytest.fixture(autouse=True)
+def pinned_today(monkeypatch) -> dt.date:
+    """Pin "today" (KB_TODAY, the library's one way in) for every test and every process it starts."""
+    monkeypatch.setenv("KB_TODAY", FIXTURE_TODAY.isoformat())
+    return FIXTURE_TODAY
 
 
 @pytest.fixture(scope="session")

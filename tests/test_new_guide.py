@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from kb.content import FM_RE, load_guides
 from kb.scaffold import ScaffoldError, new_guide, slugify
 from kb.validate import CheckOptions, check_content
-from tests.conftest import ROOT
+from tests.conftest import ROOT, content_today
 
-TODAY = dt.date(2026, 11, 25)
+TODAY = content_today()  # the real guides are current on this day, whatever the machine's calendar says
 TITLE = "Surviving your first on-call"
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -170,7 +170,13 @@ def test_script_rejects_a_badly_written_source(real_copy):
 @pytest.mark.slow
 def test_must_show_scaffolded_guide_is_accepted_once_its_body_is_filled_in(real_copy, tmp_path_factory):
     """The exact command from the issue, then the validator with the real model (near-duplicates included)."""
-    env = {**os.environ, "KB_CONTENT_DIR": str(real_copy), "KB_INDEX_DIR": str(tmp_path_factory.getbasetemp() / "check-cache-index")}
+    # "today" reaches both scripts one way only: KB_TODAY (neither is given --today)
+    env = {
+        **os.environ,
+        "KB_TODAY": TODAY.isoformat(),
+        "KB_CONTENT_DIR": str(real_copy),
+        "KB_INDEX_DIR": str(tmp_path_factory.getbasetemp() / "check-cache-index"),
+    }
     made = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "new_guide.py"), TITLE, "--category", "placements"],
         cwd=real_copy.parent,
@@ -182,10 +188,11 @@ def test_must_show_scaffolded_guide_is_accepted_once_its_body_is_filled_in(real_
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith("Wrote content/placements/surviving-your-first-on-call.md")
     path = real_copy / "placements" / "surviving-your-first-on-call.md"
+    assert f"last_reviewed: {TODAY.isoformat()}" in path.read_text(encoding="utf-8")
 
     def validate():
         return subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "validate_content.py"), "--today", TODAY.isoformat()],
+            [sys.executable, str(ROOT / "scripts" / "validate_content.py")],
             cwd=real_copy.parent,
             env=env,
             capture_output=True,
@@ -200,3 +207,37 @@ def test_must_show_scaffolded_guide_is_accepted_once_its_body_is_filled_in(real_
     after = validate()
     assert after.returncode == 0, after.stdout + after.stderr
     assert re.search(r"^Checked \d+ guides: 0 error\(s\), 0 warning\(s\)", after.stdout, re.M), after.stdout
+
+
+# ---- "today" is injected: the scaffold-then-validate path on chosen days ------------------------
+def test_scaffold_then_validate_a_year_ahead(real_copy, monkeypatch):
+    """A guide started a year from now is dated that day, and the checker accepts it: nothing is "in the future"."""
+    day = dt.date(2027, 12, 6)
+    monkeypatch.setenv("KB_TODAY", day.isoformat())  # neither call is given a date: both read KB_TODAY
+    guide = new_guide(real_copy, TITLE, "placements")
+    assert yaml.safe_load(FM_RE.match(guide.text).group(1))["last_reviewed"] == day
+    fill_body(guide.path)
+    report = check_content(real_copy, options=CheckOptions(duplicates=False))
+    assert [p.format() for p in report.problems if p.path.endswith(guide.path.name)] == []
+    assert report.errors == 0 and report.exit_code == 0
+    # a year on, whatever else is reported is the older guides going stale, which is the point of the banner
+    assert all(p.code.startswith("stale.") for p in report.problems), [p.format() for p in report.problems]
+
+
+@pytest.mark.parametrize("day, passed", [(dt.date(2027, 8, 31), False), (dt.date(2027, 9, 1), True)])
+def test_scaffold_then_validate_at_the_cycle_boundary(real_copy, monkeypatch, day, passed):
+    """An FP2027 guide is current on 31 August 2027 and flagged stale from 1 September 2027, when FP2028 opens."""
+    monkeypatch.setenv("KB_TODAY", day.isoformat())
+    guide = new_guide(
+        real_copy,
+        "What should I do while FP2027 allocation runs?",
+        "applications",
+        applies_to="FP2027",
+        sources=[("UKFPO: UKFP 2027 eligibility", "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/")],
+    )
+    fill_body(guide.path)
+    report = check_content(real_copy, paths=[guide.path], options=CheckOptions(duplicates=False))
+    assert [p.code for p in report.problems] == (["stale.cycle"] if passed else []), [p.format() for p in report.problems]
+    assert report.exit_code == 0  # a warning, not an error
+    strict = check_content(real_copy, paths=[guide.path], options=CheckOptions(duplicates=False, strict=True))
+    assert strict.exit_code == (1 if passed else 0)

@@ -105,7 +105,7 @@ def test_feedback_is_listed_by_negative_answers_with_comments(store):
 
 
 def test_retention_purges_old_rows(store):
-    old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=45)
+    old = store.now() - dt.timedelta(days=45)
     sid = new_search_id()
     store.write([SearchEvent(sid, "old question", "hybrid", 0, at=old), ClickEvent(sid, "psa-resits", 1, at=old)])
     store.add_feedback("psa-resits", False, "old", at=old)
@@ -113,6 +113,25 @@ def test_retention_purges_old_rows(store):
     assert store.purge() == {"searches": 1, "clicks": 1, "feedback": 1}
     r = store.report(days=3650)
     assert [q["query"] for q in r["zero_results"]] == ["new question"] and r["feedback"] == []
+
+
+def test_retention_and_report_windows_count_back_from_the_injected_day(store, monkeypatch):
+    """Windows are measured from "today" as injected (KB_TODAY), so they give one answer on any day the suite runs."""
+    day = dt.date(2031, 3, 1)
+    monkeypatch.setenv("KB_TODAY", day.isoformat())
+    assert store.now().date() == day
+    noon = dt.datetime(2031, 3, 1, 12)
+    store.write([SearchEvent(new_search_id(), q, "hybrid", 0, at=noon - dt.timedelta(days=age)) for q, age in [("kept", 29), ("gone", 31)]])
+    assert [q["query"] for q in store.report(days=30)["zero_results"]] == ["kept"]  # 31 days old: outside a 30-day report
+    assert store.purge()["searches"] == 1  # retention is 30 days in this fixture
+    assert [q["query"] for q in store.report(days=3650)["zero_results"]] == ["kept"]
+    # a store given its own day (the KB_TODAY setting of an app) uses it over the environment
+    pinned = Store(store.url, retention_days=30, today="2031-05-01")
+    try:
+        assert pinned.now().date() == dt.date(2031, 5, 1)
+        assert pinned.purge()["searches"] == 1
+    finally:
+        pinned.dispose()
 
 
 def test_form_secret_is_shared_by_every_process_on_the_database(store):

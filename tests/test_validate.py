@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from app import create_app
 from kb.cli import check_main
 from kb.validate import CheckOptions, changed_files, check_content, format_report, github_annotation
-from tests.conftest import FIXTURE_CONTENT, ROOT
+from tests.conftest import FIXTURE_CONTENT, ROOT, content_today
 from tests.fakes import HashEmbedder
 
 TODAY = dt.date(2026, 11, 25)
@@ -69,7 +69,7 @@ def found(report, code=None, level=None):
 
 # ---- the real content --------------------------------------------------------------------------
 def test_real_content_is_clean_without_the_model():
-    report = check(ROOT / "content")
+    report = check(ROOT / "content", options={"today": content_today()})
     assert report.guides >= 45
     assert [p.format() for p in report.problems] == []
     assert report.exit_code == 0
@@ -478,7 +478,7 @@ def section_cache(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_real_content_validates_clean_with_the_real_model(section_cache):
-    result = run_script("--index", str(section_cache), "--today", "2026-11-25")
+    result = run_script("--index", str(section_cache), "--today", content_today().isoformat())
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^Checked \d+ guides: 0 error\(s\), 0 warning\(s\)", result.stdout, re.M), result.stdout
     assert "near-duplicate check: " in result.stderr
@@ -509,7 +509,7 @@ def test_broken_copy_reports_one_line_per_problem_and_names_the_original(tmp_pat
         + "## Who do I call when I am stuck?\n\nCall your registrar early; nobody expects you to manage alone.\n",
         encoding="utf-8",
     )
-    result = run_script("--content", str(content), "--index", str(section_cache), "--today", "2026-11-25", cwd=tmp_path)
+    result = run_script("--content", str(content), "--index", str(section_cache), "--today", content_today().isoformat(), cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if LINE_RE.match(line)]
     by_file = {Path(LINE_RE.match(line)["path"]).name: line for line in lines}

@@ -181,3 +181,26 @@ def test_hostile_guide_renders_inert(tmp_path, real_embedder):
     for url in ["/api/guides/evil", "/api/search?q=alert", "/api/guides"]:
         body = c.get(url).get_data(as_text=True)
         assert "<" not in body and ">" not in body, url  # JSON escapes markup characters
+
+
+@pytest.mark.parametrize(
+    "slug, day, banner",
+    [
+        ("preference-informed-allocation", "2026-11-25", None),  # the fixture day: every guide is current
+        ("preference-informed-allocation", "2027-08-31", None),  # the last day of the FP2027 cycle
+        ("preference-informed-allocation", "2027-09-01", "This guide is about the FP2027 application cycle, which has passed."),
+        ("psa-exam-format", "2027-11-01", None),  # reviewed 2026-11-01: 365 days is not yet stale
+        ("psa-exam-format", "2027-11-02", "Not reviewed for 366 days."),
+    ],
+)
+def test_banners_follow_the_injected_day(fixture_index, real_embedder, slug, day, banner):
+    """The site judges banners on KB_TODAY, the same day the checker and the scaffold use."""
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(fixture_index), "KB_RELOAD_INTERVAL": 0, "KB_TODAY": day},
+        embedder=real_embedder,
+    )
+    html = app.test_client().get(f"/guides/{slug}").get_data(as_text=True)
+    if banner is None:
+        assert 'class="banner warning"' not in html
+    else:
+        assert banner in html

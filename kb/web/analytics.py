@@ -96,7 +96,9 @@ class Analytics:
 
     def __init__(self, settings: dict, secret_key: str | bytes | None = None):
         self.enabled = bool(settings["KB_LOG_SEARCHES"])
-        self.store = Store(database_url(settings["KB_DATABASE_URL"], settings["KB_INDEX_DIR"]), settings["KB_ANALYTICS_RETENTION_DAYS"])
+        self.store = Store(
+            database_url(settings["KB_DATABASE_URL"], settings["KB_INDEX_DIR"]), settings["KB_ANALYTICS_RETENTION_DAYS"], settings.get("KB_TODAY")
+        )
         self.recorder = Recorder(self.store)
         self.limiter = RateLimiter()
         self._secret_key = secret_key
@@ -125,13 +127,14 @@ class Analytics:
                     params.get("category"),
                     params.get("tag"),
                     source,
+                    at=self.store.now(),
                 )
             )
         return search_id
 
     def log_click(self, search_id: str, slug: str, rank: int | None, query: str | None) -> None:
         if self.enabled:
-            self.recorder.submit(ClickEvent(search_id, slug, rank, query))
+            self.recorder.submit(ClickEvent(search_id, slug, rank, query, at=self.store.now()))
 
     # ---- feedback forms ---------------------------------------------------------------------------
     def serializer(self) -> URLSafeTimedSerializer:

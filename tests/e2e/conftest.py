@@ -16,7 +16,7 @@ import pytest
 
 from app import create_app
 from kb.build import build_index
-from tests.conftest import ROOT
+from tests.conftest import ROOT, content_today
 
 # belt and braces: Selenium is handed both paths below, and Selenium Manager must never fetch a driver or browser
 os.environ.setdefault("SE_OFFLINE", "true")
@@ -33,7 +33,7 @@ DESKTOP = (1280, 900)
 def site_index(tmp_path_factory, real_embedder) -> Path:
     """The real guides in content/ indexed with the real model: what a student searches."""
     index = tmp_path_factory.mktemp("site-index")
-    build_index(CONTENT, index, real_embedder)
+    build_index(CONTENT, index, real_embedder, today=content_today())
     return index
 
 
@@ -45,6 +45,7 @@ def site_app(site_index, real_embedder, tmp_path_factory):
             "KB_INDEX_DIR": str(site_index),
             "KB_RELOAD_INTERVAL": 0,
             "KB_LOG_SEARCHES": False,
+            "KB_TODAY": content_today().isoformat(),  # banners judged on the day the guides are current, not the machine's
         },
         embedder=real_embedder,
     )

@@ -6,7 +6,6 @@ Every page visited here is also saved as a screenshot under test-artifacts/brows
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import time
 from contextlib import contextmanager
@@ -391,15 +390,16 @@ def test_dark_theme_follows_the_system_and_the_toggle(browser, live_server):
 
 
 def test_out_of_date_cycle_shows_a_banner(browser, live_server, site_app):
-    knowledge_base = site_app.extensions["kb"]
-    knowledge_base.today = lambda: dt.date(2027, 9, 2)  # the FP2027 cycle has passed
+    settings = site_app.extensions["kb"].settings
+    current = settings["KB_TODAY"]
+    settings["KB_TODAY"] = "2027-09-01"  # the day the FP2027 cycle passes (FP2028 opens)
     try:
         load(browser, live_server + "/guides/preference-informed-allocation")
         banner = browser.find_element(By.CSS_SELECTOR, ".banner.warning")
         assert "FP2027 application cycle, which has passed" in banner.text
         shot(browser, "guide-cycle-passed", full_page=False)
     finally:
-        del knowledge_base.today
+        settings["KB_TODAY"] = current
     load(browser, live_server + "/guides/preference-informed-allocation")
     assert not browser.find_elements(By.CSS_SELECTOR, ".banner.warning")
 
