@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import frontmatter
 import yaml
@@ -131,6 +132,12 @@ class Guide:
             "sources": [{"title": s.title, "url": s.url} for s in self.sources],
             "url": self.url,
         }
+
+
+def is_home_page(url: str) -> bool:
+    """A site's bare home page (no path, or just '/', and no query): a source must name the page it relies on."""
+    parts = urlsplit(url.strip())
+    return not parts.path.strip("/") and not parts.query
 
 
 def _key_line(fm_text: str, key: str) -> int:

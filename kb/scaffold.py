@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kb import clock
-from kb.content import FM_RE, SLUG_RE, Taxonomy, load_guides
+from kb.content import FM_RE, SLUG_RE, Taxonomy, is_home_page, load_guides
 from kb.errors import KBError
 
 TEMPLATE = "_template.md"
@@ -131,6 +131,8 @@ def new_guide(
     for _, url in sources:
         if not re.match(r"^https://[^\s/]+\.[^\s]+$", url):
             raise ScaffoldError(f"source address '{url}' must be a full https:// address")
+        if is_home_page(url):
+            raise ScaffoldError(f"source address '{url}' is a home page; give the address of the page you checked the facts on")
     authors = [a for a in (authors or []) if a.strip()] or ["Medical student"]
     summary = " ".join((summary or default_summary(title)).split())
 

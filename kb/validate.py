@@ -23,7 +23,7 @@ import numpy as np
 
 from kb import clock
 from kb.chunking import MAX_CHARS, _split, plain_text
-from kb.content import FM_RE, Guide, Taxonomy, _key_line, guide_paths, load_guides
+from kb.content import FM_RE, Guide, Taxonomy, _key_line, guide_paths, is_home_page, load_guides
 from kb.errors import ContentError, KBError, Problem
 from kb.glossary import Glossary
 from kb.render import render_markdown
@@ -557,6 +557,106 @@ def check_staleness(guide: Guide, src: Source, options: CheckOptions, today: dt.
     return f.items
 
 
+# ---- sources and dated claims --------------------------------------------------------------------
+def check_sources(guide: Guide, src: Source) -> list[Problem]:
+    """Every source names the page relied on: a site's bare home page (no path, or just '/') is refused."""
+    f = _Found(src)
+    fm_lines = src.fm_text.split("\n")
+    for s in guide.sources:
+        if not is_home_page(s.url):
+            continue
+        line = next((i + 2 for i, text in enumerate(fm_lines) if s.url in text), _key_line(src.fm_text, "sources"))
+        f.line(
+            line,
+            1,
+            "error",
+            f"source '{s.title}' links the home page {s.url}, not the page that supports the guide",
+            f"open the page you checked the facts on and paste its own address (e.g. {s.url.rstrip('/')}/the-page-you-read)",
+            "source.home-page",
+        )
+    return f.items
+
+
+MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec"
+CYCLE_CLAIM_RE = re.compile(
+    r"\b(?:UKFP|FP) ?(?P<fp>20\d\d)\b"
+    r"|\b(?P<ay>20\d\d) ?[/\u2013-] ?(?P<ay2>\d\d)\b(?![-/]\d)"
+    rf"|\b(?P<month>{MONTHS}|spring|summer|autumn|winter)\.? (?P<my>20\d\d)\b",
+    re.I,
+)
+HISTORY_RE = re.compile(r"\bhistor(?:y|ic|ical)\b", re.I)
+ADMONITION_RE = re.compile(r"^ {0,3}!!! *[\w-]+(?: +\"(?P<title>[^\"\n]*)\")?")
+
+
+def _claim(m: re.Match) -> tuple[str, int] | None:
+    """(what the claim names, the calendar year it dates from) or None when it is not a cycle-specific claim."""
+    if m["fp"]:
+        return f"FP{m['fp']}", int(m["fp"]) - 1  # a cycle is applied for in the autumn before it starts
+    if m["ay"]:
+        first = int(m["ay"])
+        return (m.group(0), first) if (first + 1) % 100 == int(m["ay2"]) else None
+    return m.group(0), int(m["my"])
+
+
+def _covers(applies_to: str, m: re.Match) -> bool:
+    """Whether a guide for `applies_to` may state this claim: its own cycle (FP2027 is applied for in 2026 and
+    starts in 2027) and later ones, which its cycle-passed banner reaches first."""
+    if not CYCLE_RE.match(applies_to):
+        return False
+    cycle = int(applies_to[2:])
+    if m["fp"]:
+        return int(m["fp"]) >= cycle
+    if m["ay"]:
+        return int(m["ay"]) >= cycle - 1
+    return int(m["my"]) >= cycle - 1
+
+
+def history_lines(src: Source) -> set[int]:
+    """Body line indexes exempt from the dated-claims check: sections whose heading says "history"
+    (with their sub-sections) and admonitions whose title does."""
+    lines = src.masked.split("\n")
+    exempt: set[int] = set()
+    for n, (start, level, raw, _) in enumerate(src.headings):
+        if HISTORY_RE.search(raw):
+            end = next((s for s, lv, _, _ in src.headings[n + 1 :] if lv <= level), len(lines))
+            exempt.update(range(start, end))
+    for i, line in enumerate(lines):
+        m = ADMONITION_RE.match(line)
+        if m and HISTORY_RE.search(m["title"] or ""):
+            exempt.add(i)
+            j = i + 1
+            while j < len(lines) and (not lines[j].strip() or lines[j].startswith(("    ", "\t"))):
+                exempt.add(j)
+                j += 1
+    return exempt
+
+
+def check_dated_claims(guide: Guide, src: Source, today: dt.date) -> list[Problem]:
+    """Warn on a cycle-specific claim (FP2026, 2025/26, October 2026) from last year on that the guide's
+    `applies_to` does not cover: an evergreen guide stating this year's dates goes out of date with no banner."""
+    f = _Found(src)
+    exempt = history_lines(src)
+    body_lines = src.masked.split("\n")
+    for i, line in enumerate(body_lines):
+        if i in exempt:
+            continue
+        for m in CYCLE_CLAIM_RE.finditer(line):
+            claim = _claim(m)
+            if claim is None or claim[1] < today.year - 1 or _covers(guide.applies_to, m):
+                continue
+            what = f"'{claim[0]}'"
+            where = "an evergreen guide" if guide.applies_to == "evergreen" else f"a guide for {guide.applies_to}"
+            f.at(
+                src.line_starts[i] + m.start(),
+                "warning",
+                f"{what} is a dated, cycle-specific claim in {where}: it will go out of date with no banner to say so",
+                "say it without the year and link the page that publishes the current dates, or move it under a heading "
+                'containing "history" or into a \'!!! note "History"\' block, or set applies_to to the cycle the guide describes',
+                "dated.claim",
+            )
+    return f.items
+
+
 # ---- near-duplicate sections ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Section:
@@ -822,6 +922,8 @@ def check_content(
         guide = by_path.get(path)
         if guide is not None:
             problems.extend(check_staleness(guide, src, options, today))
+            problems.extend(check_sources(guide, src))
+            problems.extend(check_dated_claims(guide, src, today))
 
     if options.duplicates:
         targets_src = [s for p, s in sources.items() if scope is None or p in scope]

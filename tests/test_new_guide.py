@@ -110,13 +110,15 @@ def test_explicit_values_are_used(real_copy):
         summary="When the FP2027 window opens and closes.",
         authors=["F1 doctor"],
         applies_to="FP2027",
-        sources=[("UKFPO: key dates", "https://foundationprogramme.nhs.uk/")],
+        sources=[("UKFPO: UKFP 2027 eligibility", "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/")],
         today=TODAY,
     )
     meta = yaml.safe_load(FM_RE.match(guide.text).group(1))
     assert guide.slug == "when-do-fp2027-applications-open"
     assert meta["tags"] == ["applications", "dates"] and meta["applies_to"] == "FP2027" and meta["authors"] == ["F1 doctor"]
-    assert meta["sources"] == [{"title": "UKFPO: key dates", "url": "https://foundationprogramme.nhs.uk/"}]
+    assert meta["sources"] == [
+        {"title": "UKFPO: UKFP 2027 eligibility", "url": "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/"}
+    ]
     assert "Suggested from" not in guide.text
 
 
@@ -130,6 +132,7 @@ def test_explicit_values_are_used(real_copy):
         ({"title": "x" * 121}, "keep it to 120"),
         ({"applies_to": "2027"}, "applies_to must be 'evergreen' or a cycle like FP2027"),
         ({"sources": [("Page", "http://example.org")]}, "must be a full https:// address"),
+        ({"sources": [("BMA", "https://www.bma.org.uk/")]}, "'https://www.bma.org.uk/' is a home page; give the address of the page you checked"),
         ({"title": "Ward rounds", "slug": "ward-rounds"}, "a guide called 'ward-rounds' already exists"),
         ({"title": "Common PSA mistakes and how to avoid them"}, "already used by"),
     ],
@@ -156,10 +159,15 @@ def test_script_refuses_to_overwrite_unless_forced(real_copy):
     assert "/guides/surviving-your-first-on-call" in first.output
     again = runner.invoke(new_guide_script.main, args)
     assert again.exit_code == 1 and "already exists" in again.output
-    forced = runner.invoke(new_guide_script.main, [*args, "--force", "--tag", "f1", "--source", "BMA: rotas | https://www.bma.org.uk/"])
+    forced = runner.invoke(
+        new_guide_script.main,
+        [*args, "--force", "--tag", "f1", "--source", "BMA: rota checker | https://www.bma.org.uk/pay-and-contracts/rotas-and-working-patterns/rota-checker"],
+    )
     assert forced.exit_code == 0
     meta = yaml.safe_load(FM_RE.match((real_copy / "placements" / "surviving-your-first-on-call.md").read_text()).group(1))
-    assert meta["tags"] == ["f1"] and meta["sources"] == [{"title": "BMA: rotas", "url": "https://www.bma.org.uk/"}]
+    assert meta["tags"] == ["f1"] and meta["sources"] == [
+        {"title": "BMA: rota checker", "url": "https://www.bma.org.uk/pay-and-contracts/rotas-and-working-patterns/rota-checker"}
+    ]
 
 
 def test_script_rejects_a_badly_written_source(real_copy):

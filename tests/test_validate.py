@@ -25,7 +25,9 @@ TODAY = dt.date(2026, 11, 25)
 LINE_RE = re.compile(r"^(?P<path>[^:\s]+\.md):(?P<line>\d+):(?P<col>\d+): (?P<level>error|warning): ")
 
 
-def front(title="A guide", category="psa", tags="[psa]", reviewed="2026-11-01", applies="evergreen", url="https://www.prescribingsafetyassessment.ac.uk/"):
+def front(
+    title="A guide", category="psa", tags="[psa]", reviewed="2026-11-01", applies="evergreen", url="https://www.prescribingsafetyassessment.ac.uk/aboutpsa"
+):
     return (
         "---\n"
         f'title: "{title}"\n'
@@ -243,6 +245,107 @@ def test_stale_guides_warn_and_strict_makes_them_errors(tmp_path):
     assert {p.level for p in strict.problems if p.code.startswith("stale.")} == {"error"} and strict.exit_code == 1
     shorter = check(content, options={"stale_after_days": 20})
     assert {p.path.split("/")[-1] for p in found(shorter, "stale.review")} == {"old-review.md", "old-cycle.md", "fresh.md"}
+
+
+# ---- sources and dated claims ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url, refused",
+    [
+        ("https://www.bma.org.uk/", True),
+        ("https://www.bma.org.uk", True),
+        ("https://www.gmc-uk.org//", True),
+        ("https://foundationprogramme.nhs.uk/?p=28930", False),  # a page id is a page
+        ("https://www.gmc-uk.org/registration-and-licensing/join-the-register", False),
+    ],
+)
+def test_a_bare_home_page_source_is_refused_at_its_line(tmp_path, url, refused):
+    report = check(make_content(tmp_path, {"psa/a-guide.md": front(url=url) + GOOD_BODY}))
+    hits = found(report, "source.home-page")
+    if not refused:
+        assert hits == [] and report.exit_code == 0
+        return
+    assert len(hits) == 1 and hits[0].level == "error" and report.exit_code == 1
+    assert hits[0].line == 11  # the url: line of the front matter
+    assert f"links the home page {url}, not the page that supports the guide" in hits[0].message
+    assert "paste its own address" in hits[0].hint
+
+
+DATED_BODY = """Intro about the Prescribing Safety Assessment.
+
+## When did applications open?
+
+For FP2026 the window opened in October 2025, and the 2025/26 PSA ran until June 2026.
+An ISO date like 2026-11-25 is not an academic year, and the 2021/22 cycle is long past.
+
+## How did it work before? A short history
+
+In FP2026 everything was different (September 2025).
+
+### Older still
+
+FP2025 and 2024/25 are history too, and so is FP2026.
+
+## What do I do now?
+
+!!! note "History: the FP2026 round"
+    FP2026 opened in September 2025.
+
+    Still inside the note: 2025/26.
+
+Back outside the note: autumn 2026.
+"""
+
+
+def test_cycle_specific_claims_in_an_evergreen_guide_are_warned_at_path_line_col(tmp_path):
+    report = check(make_content(tmp_path, {"psa/a-guide.md": front() + DATED_BODY}))
+    hits = found(report, "dated.claim")
+    lines = (front() + DATED_BODY).split("\n")
+
+    def at(claim: str, occurrence: int = 0) -> tuple[int, int, str]:
+        n = [i for i, text in enumerate(lines) if claim in text][occurrence]
+        return n + 1, lines[n].index(claim) + 1, claim
+
+    assert [(p.line, p.col, p.message.split("'")[1]) for p in hits] == [
+        at("FP2026"),
+        at("October 2025"),
+        at("2025/26"),
+        at("June 2026"),
+        at("autumn 2026"),
+    ]
+    assert hits[0].line == 18 and hits[0].col == 5
+    assert all(p.level == "warning" and "in an evergreen guide" in p.message for p in hits)
+    assert 'containing "history"' in hits[0].hint and "set applies_to" in hits[0].hint
+    assert report.exit_code == 0  # a warning: it prompts the author, it does not block
+    line = hits[0].format()
+    assert re.match(r"^\S+a-guide\.md:18:5: warning: 'FP2026' is a dated, cycle-specific claim", line)
+
+
+def test_a_cycle_guide_may_state_its_own_cycle_and_later_ones(tmp_path):
+    body = "Intro.\n\n## When?\n\nFP2027 applications opened in autumn 2026 for 2026/27; FP2028 follows. FP2026 ran in 2025/26.\n"
+    report = check(make_content(tmp_path, {"applications/a-guide.md": front(category="applications", tags="[applications]", applies="FP2027") + body}))
+    assert [p.message.split("'")[1] for p in found(report, "dated.claim")] == ["FP2026", "2025/26"]
+    assert "in a guide for FP2027" in found(report, "dated.claim")[0].message
+
+
+def test_old_claims_are_history_by_themselves(tmp_path):
+    """The rule looks at last year on: judged from 2030, FP2026 and October 2025 are plainly past."""
+    report = check(make_content(tmp_path, {"psa/a-guide.md": front() + DATED_BODY}), options={"today": dt.date(2030, 1, 1)})
+    assert found(report, "dated.claim") == []
+
+
+def test_must_show_an_fp2026_date_added_to_an_evergreen_guide_is_warned(tmp_path):
+    """The issue's case, on a copy of the real guides and through the command contributors run."""
+    content = tmp_path / "content"
+    shutil.copytree(ROOT / "content", content)
+    guide = content / "placements" / "ward-rounds.md"
+    text = guide.read_text(encoding="utf-8")
+    assert "applies_to: evergreen" in text
+    guide.write_text(text + "\nFor FP2026, the national window closed on 8 October 2025.\n", encoding="utf-8")
+    line = text.count("\n") + 2
+    result = CliRunner().invoke(check_main, ["--content", str(content), "--no-duplicates", "--today", content_today().isoformat(), str(guide)])
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"ward-rounds\.md:{line}:5: warning: 'FP2026' is a dated, cycle-specific claim in an evergreen guide", result.output), result.output
+    assert re.search(rf"ward-rounds\.md:{line}:\d+: warning: '8 October 2025'|ward-rounds\.md:{line}:\d+: warning: 'October 2025'", result.output)
 
 
 # ---- near-duplicates (fast, with the hashing stand-in encoder) ----------------------------------

@@ -83,7 +83,7 @@ def test_guide_page(client):
     assert "<title>How is the PSA laid out? – The Year Above</title>" in html
     assert 'id="how-long-is-the-psa-and-how-many-questions"' in html
     assert "Last reviewed" in html and "2026-11-01" in html and "evergreen" in html
-    assert "https://www.prescribingsafetyassessment.ac.uk/" in html
+    assert "https://www.prescribingsafetyassessment.ac.uk/aboutpsa" in html
     assert "/edit/main/content/psa/psa-exam-format.md" in html
     assert '<abbr title="Prescribing Safety Assessment">PSA</abbr>' in html
     assert "Related guides" in html and 'href="/guides/psa-resits"' in html
