@@ -12,7 +12,7 @@ import pytest
 
 from app import create_app
 from kb.build import current_path
-from tests.conftest import FIXTURE_CONTENT, ROOT
+from tests.conftest import FIXTURE_CONTENT, ROOT, content_today
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def start_build(*args):
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "KB_TODAY": content_today().isoformat()},  # the real guides are current then
         # as from a terminal: a test run started in the background by a non-interactive shell
         # inherits SIGINT ignored, and Python would then never see the Ctrl-C this test sends
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

@@ -27,6 +27,7 @@ from kb.evaluation import (
 )
 from kb.render import render_markdown
 from kb.search import Searcher
+from tests.conftest import content_today
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +70,7 @@ def test_labelled_set_is_large_varied_and_judged_against_real_sections():
     assert len(judged) >= 80
     kinds = {k for j in judged for k in j.kinds}
     assert {"starter", "typo", "acronym", "long", "one-word", "paraphrase", "phrase"} <= kinds
-    guides, problems = load_guides(ROOT / "content")
+    guides, problems = load_guides(ROOT / "content", content_today())
     assert not [p for p in problems if p.level == "error"]
     chunks = [c for g in guides for c in chunk_guide(g, render_markdown(g.body))]
     assert check_judgements(judged, chunks) == []

@@ -14,13 +14,14 @@ from kb.chunking import chunk_guide
 from kb.content import load_guides
 from kb.keyword_index import POSTINGS_FILE, KeywordIndex, KeywordQuery, PostingsScorer, analyse
 from kb.render import render_markdown
+from tests.conftest import content_today
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def chunks():
-    guides, _ = load_guides(ROOT / "content")
+    guides, _ = load_guides(ROOT / "content", content_today())
     out = []
     for g in guides:
         out.extend(chunk_guide(g, render_markdown(g.body)))

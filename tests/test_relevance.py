@@ -16,7 +16,7 @@ from app import create_app
 from kb.build import build_index
 from kb.evaluation import DEFAULT_QUERIES, evaluate, load_judgements
 from kb.search import Searcher
-from tests.conftest import ROOT
+from tests.conftest import ROOT, content_today
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ HYBRID_NDCG_FLOOR = 0.88
 @pytest.fixture(scope="module")
 def real_index(tmp_path_factory, real_embedder):
     index = tmp_path_factory.mktemp("real-index")
-    build_index(CONTENT, index, real_embedder)
+    build_index(CONTENT, index, real_embedder, today=content_today())
     return index
 
 
@@ -41,7 +41,14 @@ def real_searcher(real_index, real_embedder):
 @pytest.fixture(scope="module")
 def real_client(real_index, real_embedder):
     app = create_app(
-        {"TESTING": True, "KB_CONTENT_DIR": str(CONTENT), "KB_INDEX_DIR": str(real_index), "KB_RELOAD_INTERVAL": 0, "KB_LOG_SEARCHES": False},
+        {
+            "TESTING": True,
+            "KB_CONTENT_DIR": str(CONTENT),
+            "KB_INDEX_DIR": str(real_index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_LOG_SEARCHES": False,
+            "KB_TODAY": content_today().isoformat(),
+        },
         embedder=real_embedder,
     )
     return app.test_client()
