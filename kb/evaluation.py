@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -35,6 +36,11 @@ class Judged:
     grades: dict[str, int]
     anchors: dict[str, frozenset[str]] = field(default_factory=dict)
     kinds: tuple[str, ...] = ()
+    answer: str | None = None  # a short phrase the answer must contain ("200 marks")
+
+    @property
+    def half(self) -> str:
+        return half_of(self.query)
 
     def gain(self, slug: str, first_anchor: str | None) -> int:
         grade = self.grades.get(slug, 0)
@@ -44,6 +50,52 @@ class Judged:
 
     def ideal_gains(self) -> list[int]:
         return sorted((g + (1 if self.anchors.get(s) else 0) for s, g in self.grades.items() if g > 0), reverse=True)
+
+
+def half_of(query: str) -> str:
+    """ "tune" or "test": the fixed split of every labelled set, by a hash of the query's text.
+
+    Fixed once, before any tuning, and independent of file order, so adding a query never moves
+    another from one half to the other. Thresholds and weights are tuned on "tune" only.
+    """
+    digest = hashlib.sha256(" ".join(query.casefold().split()).encode("utf-8")).digest()
+    return "tune" if digest[0] % 2 == 0 else "test"
+
+
+@dataclass(frozen=True)
+class Unanswerable:
+    """A student question no guide answers (yet): search should say so, or at most offer related guides."""
+
+    qid: str
+    query: str
+    area: str
+
+    @property
+    def half(self) -> str:
+        return half_of(self.query)
+
+
+def load_unanswerable(path: Path | str) -> list[Unanswerable]:
+    """Read tests/relevance/unanswerable.yml; raise ContentError on bad entries."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise ContentError([Problem(str(path), 0, 0, "error", f"cannot read the unanswerable queries: {exc}", "fix the YAML", "eval.yaml")]) from exc
+    out, problems, seen = [], [], set()
+    for i, entry in enumerate(data if isinstance(data, list) else [], 1):
+        q = entry.get("q") if isinstance(entry, dict) else None
+        area = entry.get("area") if isinstance(entry, dict) else None
+        if not isinstance(q, str) or not q.strip() or not isinstance(area, str):
+            problems.append(Problem(str(path), 0, 0, "error", f"entry {i} needs a text 'q' and an 'area'", "see the file's header", "eval.entry"))
+            continue
+        if q.casefold() in seen:
+            problems.append(Problem(str(path), 0, 0, "error", f"query '{q}' appears twice", "keep one", "eval.duplicate"))
+        seen.add(q.casefold())
+        out.append(Unanswerable(f"u{i}", q, area))
+    if problems or not isinstance(data, list):
+        raise ContentError(problems or [Problem(str(path), 1, 1, "error", "the unanswerable queries must be a list", "see the file's header", "eval.type")])
+    return out
 
 
 # ---- metrics (pure) ---------------------------------------------------------------------------
@@ -99,7 +151,8 @@ def load_judgements(path: Path | str) -> list[Judged]:
         kinds = entry.get("kind") or ()
         kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         anchors = {str(slug): frozenset(str(a) for a in (anc or ())) for slug, anc in rel.items()}
-        out.append(Judged(f"q{i}", q, {slug: 1 for slug in anchors}, anchors, kinds))
+        answer = entry.get("answer")
+        out.append(Judged(f"q{i}", q, {slug: 1 for slug in anchors}, anchors, kinds, answer if isinstance(answer, str) and answer.strip() else None))
     if not isinstance(data, list):
         problems.append(Problem(str(path), 1, 1, "error", "the labelled queries must be a list", "see the file's header", "eval.type"))
     if problems:
@@ -245,6 +298,8 @@ class QueryResult:
     section_top: bool | None  # the top guide's first section is an answering one (None: no anchors)
     ms: float
     did_you_mean: str | None = None
+    coverage: str | None = None  # the verdict the site gave
+    card: str | None = None  # the answer card's text, when one was shown
 
 
 @dataclass
@@ -255,6 +310,9 @@ class ModeScores:
     def _mean(self, values: Iterable[float]) -> float:
         values = list(values)
         return statistics.fmean(values) if values else 0.0
+
+    def only(self, qids: set[str]) -> ModeScores:
+        return ModeScores(self.mode, [r for r in self.results if r.qid in qids])
 
     def summary(self) -> dict[str, float]:
         r = self.results
@@ -310,16 +368,64 @@ def evaluate(
             response = searcher.search(j.query, limit=k, mode=mode)
             ms = (time.perf_counter() - started) * 1000
             ranked = [(g.slug, g.hits[0].anchor) for g in response.groups]
-            results.append(score_query(j, ranked, ms, k, response.did_you_mean))
+            result = score_query(j, ranked, ms, k, response.did_you_mean)
+            result.coverage = response.coverage.verdict if getattr(response, "coverage", None) else None
+            result.card = response.answer.text if getattr(response, "answer", None) else None
+            results.append(result)
             if progress:
                 progress(mode, n)
         out[mode] = ModeScores(mode, results)
     return out
 
 
+def phrase_in(phrase: str, text: str) -> bool:
+    """Whether `text` contains `phrase`, ignoring case, punctuation and spacing."""
+
+    def norm(s: str) -> str:
+        return " " + " ".join(re.findall(r"\w+", s.casefold())) + " "
+
+    return norm(phrase) in norm(text)
+
+
+def verdicts(searcher, items: Sequence[Unanswerable], mode: str = "hybrid", k: int = K) -> dict[str, str]:
+    """The coverage verdict the site gives each unanswerable question, by its id."""
+    out = {}
+    for u in items:
+        response = searcher.search(u.query, limit=k, mode=mode)
+        out[u.qid] = response.coverage.verdict if getattr(response, "coverage", None) else "answered"
+    return out
+
+
+def answer_summary(judged: Sequence[Judged], scores: ModeScores, unanswerable: Sequence[Unanswerable], given: dict[str, str], half: str) -> dict:
+    """Per half: card accuracy, the verdicts on answerable and unanswerable questions, section@1 and nDCG@10."""
+    mine = {j.qid: j for j in judged if j.half == half}
+    results = [r for r in scores.results if r.qid in mine]
+    phrased = [r for r in results if mine[r.qid].answer]
+    unans = [u for u in unanswerable if u.half == half]
+
+    def share(flags: list[bool]) -> float | None:
+        return round(sum(flags) / len(flags), 4) if flags else None
+
+    base = scores.only(set(mine)).summary()
+    return {
+        "answerable": len(results),
+        "with_phrase": len(phrased),
+        "unanswerable": len(unans),
+        "card_shown": share([r.card is not None for r in results]),
+        "card_correct": share([r.card is not None and phrase_in(mine[r.qid].answer, r.card) for r in phrased]),
+        "answerable_not_covered": share([r.coverage == "not_covered" for r in results]),
+        "unanswerable_flagged": share([given.get(u.qid) in ("not_covered", "related") for u in unans]),
+        "unanswerable_not_covered": share([given.get(u.qid) == "not_covered" for u in unans]),
+        "section@1": base["section@1"],
+        "ndcg@10": base["ndcg@10"],
+        "mrr@10": base["mrr@10"],
+    }
+
+
 # ---- the command behind scripts/eval_search.py --------------------------------------------------------
 MODE_ORDER = ("keyword", "semantic", "hybrid")
 DEFAULT_QUERIES = Path(__file__).resolve().parent.parent / "tests" / "relevance" / "student_queries.yml"
+DEFAULT_UNANSWERABLE = DEFAULT_QUERIES.parent / "unanswerable.yml"
 
 
 def format_table(title: str, scores: dict[str, ModeScores]) -> str:
@@ -331,6 +437,27 @@ def format_table(title: str, scores: dict[str, ModeScores]) -> str:
         lines.append(
             f"{mode:<10}{s['ndcg@10']:>9.3f}{s['mrr@10']:>9.3f}{s['recall@5']:>8.3f}{s['recall@10']:>8.3f}{sect:>9}{s['latency_ms']:>10.1f}{s['p95_ms']:>9.1f}"
         )
+    return "\n".join(lines)
+
+
+def format_answers(answers: dict[str, dict]) -> str:
+    """The per-half table of answer cards and coverage verdicts (hybrid)."""
+    rows = [
+        ("answerable queries", "answerable", "{:d}"),
+        ("  with an answer phrase", "with_phrase", "{:d}"),
+        ("unanswerable queries", "unanswerable", "{:d}"),
+        ("card shown (answerable)", "card_shown", "{:.3f}"),
+        ("card contains the phrase", "card_correct", "{:.3f}"),
+        ("answerable flagged not_covered", "answerable_not_covered", "{:.3f}"),
+        ("unanswerable flagged", "unanswerable_flagged", "{:.3f}"),
+        ("  of which not_covered", "unanswerable_not_covered", "{:.3f}"),
+        ("section@1", "section@1", "{:.3f}"),
+        ("nDCG@10", "ndcg@10", "{:.3f}"),
+    ]
+    lines = [f"{'answers and coverage (hybrid)':<34}{'tune':>8}{'test':>8}"]
+    for label, key, fmt in rows:
+        cells = [fmt.format(answers[h][key]) if answers[h][key] is not None else "-" for h in ("tune", "test")]
+        lines.append(f"{label:<34}{cells[0]:>8}{cells[1]:>8}")
     return "\n".join(lines)
 
 
@@ -367,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--beir", metavar="DIR", help="evaluate on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead of the labelled guides")
     parser.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
     parser.add_argument("--queries", default=str(DEFAULT_QUERIES), help="labelled query file for the guides (default: %(default)s)")
+    parser.add_argument("--unanswerable", default=str(DEFAULT_UNANSWERABLE), help="questions no guide answers, for the coverage verdict (default: %(default)s)")
     parser.add_argument("--content", help="guides folder (default: KB_CONTENT_DIR)")
     parser.add_argument("--index", help="use this built index of the guides instead of the live one or a fresh build")
     parser.add_argument("--work-dir", help="keep the BEIR guides and index here to reuse them next time (default: a temporary folder, deleted)")
@@ -433,6 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         searcher.search("warm up", limit=K, mode="hybrid")
         say(f"Evaluating {len(judged)} queries in {', '.join(modes)} mode ...")
         scores = evaluate(searcher, judged, modes)
+        answers = None
+        if not args.beir and "hybrid" in scores:
+            unanswerable = load_unanswerable(args.unanswerable)
+            given = verdicts(searcher, unanswerable)
+            answers = {half: answer_summary(judged, scores["hybrid"], unanswerable, given, half) for half in ("tune", "test")}
         chunks = len(gen.chunks)
         guides = len({c.slug for c in gen.chunks})
         command = "python scripts/eval_search.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -448,10 +581,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             if args.by_kind and "hybrid" in scores and not args.beir:
                 payload["hybrid_by_kind"] = by_kind(judged, scores["hybrid"])
+            if answers:
+                payload["answers"] = answers
             print(json.dumps(payload, indent=2))
         else:
             title = f"{dataset}: {len(judged)} queries over {guides:,} guides ({chunks:,} sections); model {embedder.name}"
             print(format_table(title, scores))
+            if answers:
+                print("\n" + format_answers(answers))
             if args.by_kind and "hybrid" in scores and not args.beir:
                 print("\nhybrid by query kind:")
                 for kind, s in by_kind(judged, scores["hybrid"]).items():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb.answer import Answer, Coverage, Wanted, assess
 from kb.build import BUILD_COMMAND, SHORT_FORMS_FILE, VOCABULARY_FILE, check_files, current_path, read_chunks, read_manifest
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
@@ -118,6 +119,17 @@ class Unit:
         return f"{t.expansion} ({t.term})"
 
 
+def wanted_of(pq: ParsedQuery, units: Sequence[Unit]) -> list[Wanted]:
+    """What a query asks about, for coverage: each phrase, content word and glossary concept (any of its forms)."""
+    out = [Wanted((frozenset(analyse(p)),)) for p in pq.phrases if analyse(p)]
+    for u in units:
+        if u.term is not None:
+            out.append(Wanted(tuple(frozenset(analyse(form)) for form, _ in u.forms)))
+        elif not u.function_word and analyse(u.text):
+            out.append(Wanted((frozenset(analyse(u.text)),)))
+    return out
+
+
 def rewrite_query(raw: str, corrections: dict[str, str]) -> str:
     """The query as typed with corrected words swapped in; quoted phrases are left alone."""
     parts = re.split(r'("[^"]*")', raw)
@@ -191,6 +203,8 @@ class SearchResponse:
     expansions: tuple[str, ...] = ()
     filters: dict = field(default_factory=dict)
     highlight: tuple[str, ...] = ()
+    coverage: Coverage | None = None
+    answer: Answer | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -200,6 +214,9 @@ class SearchResponse:
             "filters": self.filters,
             "total": len(self.hits),
             "confident": self.confident,
+            "coverage": self.coverage.verdict if self.coverage else None,
+            "coverage_detail": self.coverage.as_dict() if self.coverage else None,
+            "answer": self.answer.as_dict() if self.answer else None,
             "did_you_mean": self.did_you_mean,
             "corrected": self.corrected,
             "expansions": list(self.expansions),
@@ -606,6 +623,10 @@ class Searcher:
             )
         confident = bool(keyword_ids) or any(not h.weak for h in hits)
         groups = group_hits(hits, per_guide=3, limit=limit)
+        # a section outside the semantic pool scores at most the pool's lowest cosine
+        floor = min(sem_score.values()) if sem_score else None
+        candidates = [(gen.by_id[g.hits[0].id], sem_score.get(g.hits[0].id, floor)) for g in groups[:3]]
+        coverage, answer = assess(candidates, wanted_of(pq, scoring), highlight)
         return SearchResponse(
             query=query,
             mode=mode,
@@ -619,6 +640,8 @@ class Searcher:
             expansions=tuple(expansions),
             filters={"category": category, "tag": tag},
             highlight=tuple(highlight),
+            coverage=coverage,
+            answer=answer,
         )
 
     @staticmethod

@@ -1,0 +1,240 @@
+"""Answer cards and coverage verdicts: the passage of a guide that answers a query, and whether any guide does."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from kb.keyword_index import analyse, stem
+
+VERDICTS = ("answered", "related", "not_covered")
+
+# Tuned once on the tuning half of the labelled sets (tests/relevance/), then frozen; the test half
+# and SciFact were measured with these values (docs/BENCHMARKS.md, "Answers and coverage").
+ANSWERED_AT = 0.62  # confidence from which the best section is taken to answer the query
+RELATED_AT = 0.42  # below this, nothing in the guides is close: "not covered yet"
+SEMANTIC_WEIGHT = 0.5  # confidence = w * cosine of the best section + (1 - w) * share of the query it contains
+MAX_SENTENCES = 3
+MAX_CHARS = 360
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One thing the query asks about, as the stems any of its written forms has (a word has one form)."""
+
+    forms: tuple[frozenset[str], ...]
+
+    def found_in(self, stems: set[str] | frozenset[str]) -> bool:
+        return any(f and f <= stems for f in self.forms)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How well the guides cover a query: the verdict and the evidence behind it."""
+
+    verdict: str
+    score: float
+    semantic: float | None
+    lexical: float
+
+    def as_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "score": round(self.score, 4),
+            "semantic": None if self.semantic is None else round(self.semantic, 4),
+            "lexical": round(self.lexical, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One to three sentences of a guide's own text that answer the query, and where they are."""
+
+    text: str
+    html: str
+    slug: str
+    title: str
+    anchor: str
+    heading: str
+    url: str
+    score: float
+
+    def as_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "html": self.html,
+            "slug": self.slug,
+            "title": self.title,
+            "anchor": self.anchor,
+            "heading": self.heading,
+            "url": self.url,
+            "score": round(self.score, 4),
+        }
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of a section's plain text; a line without full stops (a list item, a
+    table row) is a sentence of its own."""
+    out: list[tuple[int, int]] = []
+    for para in re.finditer(r"[^\n]+", text):
+        start = para.start()
+        line = para.group(0)
+        for m in _SENTENCE_END.finditer(line):
+            end = para.start() + m.start()
+            if text[start:end].strip():
+                out.append((start, end))
+            start = para.start() + m.end()
+        if text[start : para.end()].strip():
+            out.append((start, para.end()))
+    return out
+
+
+def _stems(text: str) -> set[str]:
+    return set(analyse(text))
+
+
+def lexical_coverage(wanted: Sequence[Wanted], stems: set[str] | frozenset[str]) -> float:
+    """Share of what the query asks about that a text contains (0 when the query asks about nothing)."""
+    if not wanted:
+        return 0.0
+    return sum(w.found_in(stems) for w in wanted) / len(wanted)
+
+
+def best_passage(text: str, wanted: Sequence[Wanted], max_sentences: int = MAX_SENTENCES, max_chars: int = MAX_CHARS) -> tuple[int, int, float]:
+    """The run of up to `max_sentences` sentences that holds the most of the query, as (start, end, coverage).
+
+    Guides answer a heading's question in its first sentence (house style), so ties go to the earlier
+    run; a run stops growing at `max_chars` or when the next sentence adds nothing and the run
+    already reads as an answer (80 characters or more).
+    """
+    spans = sentences(text)
+    if not spans:
+        return 0, 0, 0.0
+    per = [_stems(text[a:b]) for a, b in spans]
+    best: tuple[float, int, int, int] | None = None
+    for i in range(len(spans)):
+        got: set[str] = set()
+        j = i
+        while j < len(spans) and j - i < max_sentences:
+            if j > i and spans[j][1] - spans[i][0] > max_chars:
+                break
+            before = lexical_coverage(wanted, got)
+            got |= per[j]
+            after = lexical_coverage(wanted, got)
+            if j > i and after <= before and spans[j - 1][1] - spans[i][0] >= 80:
+                break
+            j += 1
+        score = lexical_coverage(wanted, got)
+        # earlier runs win ties: the first sentence under a heading is written as its answer
+        key = (score, -i, -(j - i), j)
+        if best is None or key[:3] > best[:3]:
+            best = key
+    assert best is not None
+    score, neg_i, _, j = best
+    i = -neg_i
+    j = min(j, len(spans))
+    end = spans[j - 1][1]
+    start = spans[i][0]
+    if end - start > max_chars:
+        cut = text.rfind(" ", start, start + max_chars)
+        end = cut if cut > start else start + max_chars
+    return start, end, score
+
+
+def mark(text: str, stems: Iterable[str]) -> str:
+    """`text` HTML-escaped, with every word whose stem is in `stems` wrapped in <mark>."""
+    wanted = set(stems)
+    out, pos = [], 0
+    for m in re.finditer(r"\w+", text):
+        if stem(m.group(0)) in wanted:
+            out.append(html.escape(text[pos : m.start()]))
+            out.append(f"<mark>{html.escape(m.group(0))}</mark>")
+            pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def deep_link(slug: str, anchor: str, passage: str, highlight: Sequence[str]) -> str:
+    """A link that opens the guide at the section, with the passage highlighted by the browser (a text
+    fragment, no script needed) and the query words by the page's own script (`?h=`)."""
+    words = passage.split()
+    fragment = ""
+    if words:
+        start = " ".join(words[:6])
+        end = " ".join(words[-4:]) if len(words) > 10 else ""
+
+        def enc(s: str) -> str:
+            return quote(s, safe="").replace("-", "%2D")
+
+        fragment = ":~:text=" + enc(start) + ("," + enc(end) if end else "")
+    query = f"?h={quote(' '.join(highlight))}" if highlight else ""
+    return f"/guides/{slug}{query}#{anchor}{fragment}" if anchor else f"/guides/{slug}{query}#{fragment}"
+
+
+def verdict_for(score: float, answered_at: float = ANSWERED_AT, related_at: float = RELATED_AT) -> str:
+    if score >= answered_at:
+        return "answered"
+    if score >= related_at:
+        return "related"
+    return "not_covered"
+
+
+def confidence(semantic: float | None, lexical: float, weight: float = SEMANTIC_WEIGHT) -> float:
+    """One number for "does the best section answer this?": cosine and lexical coverage blended.
+
+    Without a semantic score (keyword mode) the lexical share stands alone.
+    """
+    if semantic is None:
+        return lexical
+    return weight * max(0.0, semantic) + (1 - weight) * lexical
+
+
+def assess(
+    candidates: Sequence[tuple[object, float | None]],
+    wanted: Sequence[Wanted],
+    highlight: Sequence[str],
+    *,
+    weight: float = SEMANTIC_WEIGHT,
+    answered_at: float = ANSWERED_AT,
+    related_at: float = RELATED_AT,
+) -> tuple[Coverage, Answer | None]:
+    """The coverage verdict for a query and, when a section answers it, the answer card.
+
+    Args:
+        candidates: (chunk, cosine or None) for the first section shown under each of the top guides,
+            best first; a chunk has slug, title, anchor, heading, heading_path and text.
+        wanted: What the query asks about (content words, glossary concepts, phrases).
+        highlight: The query words the page highlights (for the card's link).
+
+    The best candidate is the one with the highest confidence; its best passage is the card.
+    """
+    if not candidates:
+        return Coverage("not_covered", 0.0, None, 0.0), None
+    scored = []
+    for chunk, cos in candidates:
+        lex = lexical_coverage(wanted, _stems(f"{chunk.title}\n{' '.join(chunk.heading_path)}\n{chunk.text}"))
+        scored.append((confidence(cos, lex, weight), cos, lex, chunk))
+    score, cos, lex, chunk = max(scored, key=lambda s: s[0])  # max keeps the earliest of equals
+    cov = Coverage(verdict_for(score, answered_at, related_at), score, cos, lex)
+    if cov.verdict != "answered":
+        return cov, None
+    a, b, _ = best_passage(chunk.text, wanted)
+    passage = " ".join(chunk.text[a:b].split())
+    if not passage:
+        return cov, None
+    stems = {s for w in wanted for f in w.forms for s in f}
+    return cov, Answer(
+        text=passage,
+        html=mark(passage, stems),
+        slug=chunk.slug,
+        title=chunk.title,
+        anchor=chunk.anchor,
+        heading=chunk.heading or "Overview",
+        url=deep_link(chunk.slug, chunk.anchor, passage, highlight),
+        score=score,
+    )
