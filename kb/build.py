@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
@@ -136,22 +137,85 @@ def content_hash(guides: list[Guide], glossary: Glossary) -> str:
 
 
 def current_path(index_dir: Path | str) -> Path | None:
-    """The live generation folder, or None when no index has been built."""
+    """The live generation folder, or None when there is no usable `current` link (see `current_problem`)."""
     link = Path(index_dir) / CURRENT
     if not link.is_symlink() and not link.is_dir():
         return None
-    target = link.resolve()
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):  # a link to itself, or a loop of links: RuntimeError before Python 3.13
+        return None
     return target if target.is_dir() else None
 
 
+def current_problem(index_dir: Path | str) -> str:
+    """Why `current_path` found no live generation, in words that name no server path."""
+    link = Path(index_dir) / CURRENT
+    if link.is_symlink():
+        try:
+            link.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+                return "the index link `current` is a symlink loop"
+            return "the index link `current` points at a missing folder"
+        return "the index link `current` does not point at a generation folder"
+    if link.exists():
+        return "`current` in the index folder is not a link to a generation"
+    return "no index has been built yet"
+
+
+# What a manifest must hold, and of which type: a manifest of another shape is damage, never a crash.
+MANIFEST_FIELDS: dict[str, type] = {
+    "format_version": int,
+    "model": str,
+    "dimension": int,
+    "files": dict,
+    "counts": dict,
+    "guides": dict,
+}
+
+
+def _manifest_shape_problem(manifest: object) -> str | None:
+    """What is wrong with the shape of a parsed manifest.json, or None when every field the code reads is sound."""
+    if not isinstance(manifest, dict):
+        return f"it holds {type(manifest).__name__ if manifest is not None else 'null'}, not an object"
+    for key, kind in MANIFEST_FIELDS.items():
+        value = manifest.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"'{key}' is missing or not {'a number' if kind is int else 'text' if kind is str else 'an object'}"
+    for key in ("generation", "content_hash", "built_at"):
+        if key in manifest and not isinstance(manifest[key], str):
+            return f"'{key}' is not text"
+    if "chunking" in manifest and not isinstance(manifest["chunking"], dict):
+        return "'chunking' is not an object"
+    for rel, digest in manifest["files"].items():
+        if not isinstance(digest, str) or not rel or rel.startswith("/") or ".." in Path(rel).parts:
+            return f"the file entry {rel[:60]!r} is not a relative path with a checksum"
+    if not all(isinstance(v, str) for v in manifest["guides"].values()):
+        return "'guides' does not map slugs to content hashes"
+    counts = manifest["counts"]
+    if not all(isinstance(counts.get(k), int) and not isinstance(counts.get(k), bool) for k in ("guides", "chunks")):
+        return "'counts' lacks whole-number 'guides' and 'chunks'"
+    return None
+
+
 def read_manifest(generation: Path, *, any_format: bool = False) -> dict:
+    """The generation's manifest.json, checked for shape; messages name the generation, never a server path.
+
+    Raises:
+        IndexNotBuiltError: missing, unreadable or of the wrong shape.
+        IndexMismatchError: another format version (unless `any_format`).
+    """
     path = generation / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise IndexNotBuiltError(f"the index at {generation} has no manifest.json (partial build?); run `{BUILD_COMMAND}`") from exc
+        raise IndexNotBuiltError(f"the index generation {generation.name} has no manifest.json (partial build?); run `{BUILD_COMMAND}`") from exc
     except (OSError, ValueError) as exc:
-        raise IndexNotBuiltError(f"the index manifest at {path} is unreadable or corrupted; run `{BUILD_COMMAND} --full`") from exc
+        raise IndexNotBuiltError(f"the manifest.json of index generation {generation.name} is unreadable or corrupted; run `{BUILD_COMMAND} --full`") from exc
+    problem = _manifest_shape_problem(manifest)
+    if problem:
+        raise IndexNotBuiltError(f"the manifest.json of index generation {generation.name} is damaged ({problem}); run `{BUILD_COMMAND} --full`")
     if manifest.get("format_version") != FORMAT_VERSION and not any_format:
         raise IndexMismatchError(
             f"the index format is {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}; run `{BUILD_COMMAND}` (it reuses the embeddings)"
