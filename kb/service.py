@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -14,10 +15,10 @@ from kb import clock
 from kb.build import index_status
 from kb.content import Guide, Taxonomy, guide_paths, load_guides
 from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
-from kb.errors import ContentError, NotFoundError, Problem, QueryError
+from kb.errors import ContentError, KBError, NotFoundError, Problem, QueryError
 from kb.glossary import Glossary
 from kb.render import Rendered, render_markdown
-from kb.search import MODES, Searcher
+from kb.search import MODES, Searcher, SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,24 @@ class KnowledgeBase:
         spell = (args.get("spell") or "1").strip() not in ("0", "false", "no", "off")
         return {"q": q, "limit": limit, "mode": mode, "category": category, "tag": tag, "spell": spell}
 
-    def search(self, params: dict[str, Any]):
-        return self.searcher.search(
+    def search(self, params: dict[str, Any]) -> SearchResponse:
+        """Search, leaving out guides that are no longer in the content folder.
+
+        The index lags the content until a build succeeds, and a build refused for a broken guide
+        leaves it lagging: a result for a deleted or now-broken guide would link to a 404.
+        """
+        response = self.searcher.search(
             params["q"], limit=params["limit"], mode=params["mode"], category=params["category"], tag=params["tag"], spellcheck=params["spell"]
+        )
+        present = self.library.snapshot().by_slug
+        if all(h.slug in present for h in response.hits):
+            return response
+        gone = sorted({h.slug for h in response.hits if h.slug not in present})
+        log.info("search results for guides no longer in the content folder left out: %s", ", ".join(gone))
+        return dataclasses.replace(
+            response,
+            hits=tuple(h for h in response.hits if h.slug in present),
+            groups=tuple(g for g in response.groups if g.slug in present),
         )
 
     def status(self) -> dict[str, Any]:
@@ -161,8 +177,11 @@ class KnowledgeBase:
             )
             st = index_status(self.content_dir, self.index_dir)
             out["search_behind_content"] = st.stale
-        except Exception as exc:  # health must answer whatever is broken
-            out.update(ok=False, error=getattr(exc, "message", str(exc)))
+        except KBError as exc:  # a broken index: the same plain message a search gets
+            out.update(ok=False, error=exc.message)
+        except Exception:  # health must answer whatever is broken, but never with raw exception text
+            log.exception("health check failed")
+            out.update(ok=False, error="the search index could not be checked; the server log says why")
         return out
 
     def warm_up(self) -> None:

@@ -256,8 +256,11 @@ class Store:
             return
         try:
             metadata.create_all(self.engine, checkfirst=True)
-        except SQLAlchemyError:
-            # another process may have created them between our check and create
+        except SQLAlchemyError as exc:
+            # another process may have created them between our check and create; a database that
+            # could not be reached is not retried: that would hold the request for a second timeout
+            if not isinstance(exc, IntegrityError) and "already exists" not in str(exc).lower():
+                raise
             metadata.create_all(self.engine, checkfirst=True)
         with self.engine.begin() as conn:
             have = conn.execute(select(settings_table.c.value).where(settings_table.c.key == "schema_version")).scalar()
@@ -479,6 +482,7 @@ class Recorder:
         self.max_queue = max_queue
         self.dropped = 0
         self.failed = 0
+        self._failing = 0  # events lost since the last successful write (the current outage)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -514,6 +518,11 @@ class Recorder:
             self._warn(f"analytics event dropped ({exc.__class__.__name__}: {exc})")
             return False
 
+    @property
+    def lost(self) -> int:
+        """Events this process never recorded: dropped from a full queue or failed to write."""
+        return self.dropped + self.failed
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event has been written (or failed); True if the queue drained."""
         if self._thread is None or self._pid != os.getpid():
@@ -541,13 +550,31 @@ class Recorder:
                 except queue.Empty:
                     break
             try:
-                self.store.write(batch)
-                if time.monotonic() - self._last_purge > self.PURGE_EVERY:
-                    self._last_purge = time.monotonic()
-                    self.store.purge()
-            except Exception as exc:  # the database is down, locked or read-only: log, drop, carry on
-                self.failed += len(batch)
-                self._warn(f"could not record {len(batch)} analytics event(s) in {redact_url(self.store.url)}: {exc.__class__.__name__}: {str(exc)[:200]}")
+                self._write(batch)
             finally:
                 for _ in batch:
                     q.task_done()
+
+    def _write(self, batch: list) -> None:
+        try:
+            self.store.write(batch)
+        except Exception as exc:  # the database is down, locked or read-only: log, drop, carry on
+            self.failed += len(batch)
+            self._failing += len(batch)
+            # at most one line a minute, so each carries the totals rather than this batch alone
+            self._warn(
+                f"could not record {len(batch)} analytics event(s) in {redact_url(self.store.url)}: {exc.__class__.__name__}: {str(exc)[:200]}; "
+                f"{self._failing} lost in this outage, {self.lost} since the server started"
+            )
+            return
+        if self._failing:
+            log.warning(
+                "analytics recording resumed; %d analytics event(s) were lost while the database failed (%d since the server started)", self._failing, self.lost
+            )
+            self._failing = 0
+        if time.monotonic() - self._last_purge > self.PURGE_EVERY:
+            self._last_purge = time.monotonic()
+            try:
+                self.store.purge()
+            except Exception as exc:  # the rows were written; old ones go at the next purge
+                log.warning("could not purge old analytics rows: %s: %s", exc.__class__.__name__, str(exc)[:200])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.build import BUILD_COMMAND, CURRENT, content_hash, current_path, debris, read_chunks, read_manifest, sha256_file
+from kb.build import BUILD_COMMAND, CURRENT, content_hash, current_path, current_problem, debris, read_chunks, read_manifest, sha256_file
 from kb.content import load_guides
-from kb.embedding import resolve_model
+from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder, export_problem, resolve_model
 from kb.embedding_cache import EmbeddingCache, cache_path
 from kb.errors import ContentError, KBError
 from kb.glossary import Glossary
@@ -39,6 +39,8 @@ class Verification:
     checks: list[Check] = field(default_factory=list)
     stale: bool = False
     command: str = ""
+    # damage that does not stop search and that the plain build repairs, e.g. "the query encoder export is damaged"
+    repairs: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -46,10 +48,10 @@ class Verification:
 
     @property
     def exit_code(self) -> int:
-        """0 healthy and up to date; 1 missing or damaged; 2 healthy but behind the content."""
+        """0 healthy and up to date; 1 missing or damaged; 2 serving, but the plain build has work to do."""
         if not self.healthy:
             return 1
-        return 2 if self.stale else 0
+        return 2 if self.stale or self.repairs else 0
 
     def add(self, name: str, status: str, detail: str) -> None:
         self.checks.append(Check(name, status, detail))
@@ -57,8 +59,8 @@ class Verification:
     def verdict(self) -> str:
         if not self.healthy:
             state = "NOT healthy: searches fail or use a damaged index until it is rebuilt"
-        elif self.stale:
-            state = "healthy and serving, but behind the content"
+        elif self.stale or self.repairs:
+            state = "healthy and serving, but " + " and ".join((["behind the content"] if self.stale else []) + self.repairs)
         else:
             state = "healthy and up to date"
         then = f"Run: {self.command}" if self.command else "Nothing to run."
@@ -77,6 +79,7 @@ class Verification:
             "ok": self.healthy,
             "healthy": self.healthy,
             "stale": self.stale,
+            "repairs": self.repairs,
             "index_dir": self.index_dir,
             "generation": self.generation,
             "command": self.command,
@@ -121,17 +124,16 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
 
     gen = current_path(index_dir)
     if gen is None:
-        link = index_dir / CURRENT
-        why = f"{link} points at a missing folder" if link.is_symlink() else f"no index has been built in {index_dir}"
-        v.add("index", FAIL, why)
+        v.add("index", FAIL, f"{current_problem(index_dir)} ({index_dir / CURRENT})")
         v.command = BUILD_COMMAND
+        _check_encoder(v, index_dir, model)
         _check_debris(v, index_dir)
         return v
     v.generation = gen.name
     try:
         manifest = read_manifest(gen)
     except KBError as exc:
-        v.add("manifest", FAIL, exc.message)
+        v.add("manifest", FAIL, f"{exc.message} ({gen / 'manifest.json'})")
         v.command = FULL_COMMAND
         return v
     counts = manifest.get("counts", {})
@@ -232,13 +234,14 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
     if not broken and chunks:
         _check_cache(v, index_dir, manifest, chunks, gen)
     _check_content(v, content_dir, manifest)
+    _check_encoder(v, index_dir, model)
     _check_debris(v, index_dir)
     gens = sorted(p.name for p in index_dir.glob("gen-*"))
     v.add("generations", OK, f"{len(gens)} on disk (live {gen.name}); older ones are removed by the next build")
 
     if broken:
         v.command = FULL_COMMAND
-    elif v.stale:
+    elif v.stale or v.repairs:
         v.command = BUILD_COMMAND
     return v
 
@@ -312,6 +315,31 @@ def _mtime(path: str) -> str:
         return "edited " + stamp.isoformat(timespec="seconds")
     except OSError:
         return "edited ?"
+
+
+def _check_encoder(v: Verification, index_dir: Path, model: str) -> None:
+    """The ONNX export servers encode queries with: a damaged one makes every worker fall back to torch."""
+    try:
+        folder = SentenceTransformerEmbedder(model, onnx_dir=index_dir / ENCODERS_DIR).onnx_folder()
+    except KBError:
+        return  # the model itself is the problem, reported by the model check
+    if folder is None or not (folder.exists() or folder.is_symlink()):
+        v.add(
+            "encoder",
+            WARN,
+            "no ONNX export of this model: servers encode queries with sentence-transformers (more memory); the build exports one where the model allows",
+        )
+        return
+    problem = export_problem(folder, thorough=True)
+    if problem:
+        v.add(
+            "encoder",
+            WARN,
+            f"the ONNX query encoder export {folder} is damaged ({problem}): servers fall back to sentence-transformers, about twice the memory per worker; `{BUILD_COMMAND}` exports it again",
+        )
+        v.repairs.append("the query encoder export is damaged")
+    else:
+        v.add("encoder", OK, f"ONNX query encoder export {folder.name} loads and agrees with the model")
 
 
 def _check_debris(v: Verification, index_dir: Path) -> None:

@@ -321,3 +321,43 @@ def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fak
     assert {k: t.term for k, (t, kind) in loaded._forms.items() if kind == "short"} == {
         k: t.term for k, t in found.items() if k not in {k2 for k2, (_, kind) in loaded._forms.items() if kind != "short"}
     }
+
+
+def test_a_build_killed_between_rename_and_swap_does_not_displace_the_previous_generation(content_copy, tmp_path, fake_embedder, monkeypatch):
+    """The new generation is in place but `current` never moved to it: it is debris, not "the previous generation"."""
+    from kb.verify import verify_index
+
+    index = tmp_path / "index"
+    first = build_index(content_copy, index, fake_embedder, grace=0).generation
+    second = build_index(content_copy, index, fake_embedder, force=True, grace=0).generation
+
+    class Killed(BaseException):
+        pass
+
+    def kill(*args, **kwargs):
+        raise Killed  # SIGKILL at the symlink call, as `strace -e inject=symlink:signal=KILL` does
+
+    monkeypatch.setattr(os, "symlink", kill)
+    with pytest.raises(Killed):
+        build_index(content_copy, index, fake_embedder, force=True, grace=0)
+    monkeypatch.undo()
+    (orphan,) = {p.name for p in index.glob("gen-*")} - {first, second}
+    assert current_path(index).name == second
+
+    v = verify_index(index, content_copy, fake_embedder.name)
+    assert orphan in next(c.detail for c in v.checks if c.name == "leftovers")
+    report = build_index(content_copy, index, fake_embedder, force=True, keep=2, grace=0)
+    assert report.debris_removed == 1 and orphan not in report.generations_removed
+    assert {p.name for p in index.glob("gen-*")} == {report.generation, second}  # the real previous generation is kept
+
+
+def test_a_rolled_back_current_keeps_the_newer_generation(content_copy, tmp_path, fake_embedder):
+    """Pointing `current` back at an older generation by hand is not a killed build: nothing is taken for debris."""
+    from kb.build import debris
+
+    index = tmp_path / "index"
+    first = build_index(content_copy, index, fake_embedder, grace=0).generation
+    second = build_index(content_copy, index, fake_embedder, force=True, grace=0).generation
+    (index / "current").unlink()
+    os.symlink(first, index / "current")
+    assert not debris(index) and (index / second).is_dir()

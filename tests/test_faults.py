@@ -528,3 +528,57 @@ def test_read_only_analytics_database_never_fails_a_search(site, tmp_path, caplo
     assert analytics.recorder.failed >= 2 and "readonly database" in caplog.text
     assert _recorded(db) == ["written earlier"]
     assert not any(p.name.startswith("file:") for p in tmp_path.iterdir()), "a stray 'file:' folder was created"
+
+
+def test_analytics_loss_is_logged_as_a_total_and_shown_by_healthz(site, tmp_path, caplog):
+    """During an outage the log is rate-limited, so each line and the recovery line carry the running total."""
+    from sqlalchemy.exc import OperationalError
+
+    app, analytics = _analytics_app(site, f"sqlite:///{tmp_path / 'analytics.sqlite3'}")
+    client = app.test_client()
+    write = analytics.store.write
+
+    def down(events):
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+    analytics.store.write = down
+    with caplog.at_level(logging.WARNING, logger="kb.store"):
+        for i in range(5):
+            assert client.get("/api/search", query_string={"q": f"outage {i}"}).status_code == 200
+            assert analytics.recorder.flush(10)
+        assert client.get("/healthz").get_json()["analytics_events_lost"] == 5
+        analytics.store.write = write
+        assert client.get("/api/search?q=after+the+outage").status_code == 200
+        assert analytics.recorder.flush(10)
+    assert "5 analytics event(s) were lost" in caplog.text, caplog.text
+    assert client.get("/healthz").get_json()["analytics_events_lost"] == 5
+    assert _recorded(tmp_path / "analytics.sqlite3") == ["after the outage"]
+
+
+def test_an_unreachable_analytics_database_costs_one_connect_timeout_not_two(tmp_path, monkeypatch):
+    """Creating the tables is retried only for the race with another process creating them, not for a failed connection."""
+    from sqlalchemy.exc import OperationalError
+
+    import kb.store
+
+    calls, real = [], kb.store.metadata.create_all
+
+    def create_all(*args, **kwargs):
+        calls.append(1)
+        raise OperationalError("CREATE TABLE", {}, Exception("connection timeout expired"))
+
+    monkeypatch.setattr(kb.store.metadata, "create_all", create_all)
+    store = kb.store.Store(f"sqlite:///{tmp_path / 'a.sqlite3'}", 180)
+    with pytest.raises(OperationalError):
+        store.ensure_schema()
+    assert len(calls) == 1
+
+    def raced(*args, **kwargs):  # another worker created the table between the check and the create
+        calls.append(1)
+        if len(calls) == 2:
+            raise OperationalError("CREATE TABLE searches", {}, Exception("table searches already exists"))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(kb.store.metadata, "create_all", raced)
+    store.ensure_schema()
+    assert len(calls) == 3

@@ -28,7 +28,11 @@ BUILDS = 6
 def set_marker(content, n):
     path = content / "psa" / "psa-resits.md"
     text = re.sub(r"\n## Generation marker \d+\n.*", "", path.read_text(), flags=re.S)
-    path.write_text(text + f"\n## Generation marker {n}\n\nThis section was written by build number {n} of the swap test.\n")
+    # replaced in one step: the site leaves a guide it reads half-written out of search results (its page
+    # would 404 at that moment), which would look like a response missing its generation's marker
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + f"\n## Generation marker {n}\n\nThis section was written by build number {n} of the swap test.\n")
+    tmp.replace(path)
 
 
 def free_port():
@@ -173,3 +177,30 @@ def test_swaps_under_gunicorn_workers(swap_site):
     # old generations go once their grace period is over
     report = build_index(content, index, embedder, force=True, grace=0)
     assert len(list(index.glob("gen-*"))) == 2 and current_path(index).name == report.generation
+
+
+@pytest.mark.parametrize("change", ["generation deleted", "current to another folder", "current to itself"])
+def test_losing_the_live_generation_is_503_on_every_request_not_now_and_then(swap_site, tmp_path, change):
+    """Once `current` stops leading to the generation being served, no request is answered from it any more."""
+    import os
+    import shutil
+
+    from kb.errors import IndexNotBuiltError
+    from kb.search import Searcher
+
+    content, index, embedder, tmp = swap_site
+    searcher = Searcher(index, embedder, reload_interval=3600)
+    assert searcher.search("psa resit").hits
+    if change == "generation deleted":
+        shutil.rmtree(current_path(index))
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        (index / "current").unlink()
+        os.symlink(tmp_path / "elsewhere" if change == "current to another folder" else "current", index / "current")
+    searcher._checked -= 3600  # the reload interval has passed: the next request looks at `current` again
+    for _ in range(3):  # that request and the ones after it, inside the same interval
+        with pytest.raises(IndexNotBuiltError):
+            searcher.search("psa resit")
+    build_index(content, index, embedder)
+    searcher.invalidate()
+    assert searcher.search("psa resit").hits

@@ -155,5 +155,7 @@ def api_guide(slug: str):
 
 @bp.get("/healthz")
 def healthz():
+    """Index and model health; `analytics_events_lost` counts searches and clicks this worker could not record."""
     status = kb().status()
+    status["analytics_events_lost"] = analytics().recorder.lost
     return jsonify(status), 200 if status["ok"] else 503
