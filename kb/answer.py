@@ -108,38 +108,31 @@ def lexical_coverage(wanted: Sequence[Wanted], stems: set[str] | frozenset[str])
 def best_passage(text: str, wanted: Sequence[Wanted], max_sentences: int = MAX_SENTENCES, max_chars: int = MAX_CHARS) -> tuple[int, int, float]:
     """The run of up to `max_sentences` sentences that holds the most of the query, as (start, end, coverage).
 
-    Guides answer a heading's question in its first sentence (house style), so ties go to the earlier
-    run; a run stops growing at `max_chars` or when the next sentence adds nothing and the run
-    already reads as an answer (80 characters or more).
+    A run starts at a sentence that holds some of the query and grows while the next sentence adds to
+    it, or while the run is too short to read as an answer (under 80 characters), within `max_chars`.
+    Guides answer a heading's question in its first sentence (house style), so ties go to the earlier run.
     """
     spans = sentences(text)
     if not spans:
         return 0, 0, 0.0
     per = [_stems(text[a:b]) for a, b in spans]
-    best: tuple[float, int, int, int] | None = None
-    for i in range(len(spans)):
-        got: set[str] = set()
-        j = i
-        while j < len(spans) and j - i < max_sentences:
-            if j > i and spans[j][1] - spans[i][0] > max_chars:
+    starts = [i for i in range(len(spans)) if lexical_coverage(wanted, per[i]) > 0] or [0]
+    best: tuple[float, int, int] | None = None
+    for i in starts:
+        got = set(per[i])
+        j = i + 1
+        while j < len(spans) and j - i < max_sentences and spans[j][1] - spans[i][0] <= max_chars:
+            gain = lexical_coverage(wanted, got | per[j]) > lexical_coverage(wanted, got)
+            if not gain and spans[j - 1][1] - spans[i][0] >= 80:
                 break
-            before = lexical_coverage(wanted, got)
             got |= per[j]
-            after = lexical_coverage(wanted, got)
-            if j > i and after <= before and spans[j - 1][1] - spans[i][0] >= 80:
-                break
             j += 1
         score = lexical_coverage(wanted, got)
-        # earlier runs win ties: the first sentence under a heading is written as its answer
-        key = (score, -i, -(j - i), j)
-        if best is None or key[:3] > best[:3]:
-            best = key
+        if best is None or (score, -i) > (best[0], -best[1]):
+            best = (score, i, j)
     assert best is not None
-    score, neg_i, _, j = best
-    i = -neg_i
-    j = min(j, len(spans))
-    end = spans[j - 1][1]
-    start = spans[i][0]
+    score, i, j = best
+    start, end = spans[i][0], spans[j - 1][1]
     if end - start > max_chars:
         cut = text.rfind(" ", start, start + max_chars)
         end = cut if cut > start else start + max_chars

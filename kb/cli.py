@@ -329,7 +329,53 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
         return line
 
     section('Guides by negative feedback ("Was this helpful?"):', r["feedback"], fb, "no feedback yet")
+
+    def gap(x: dict) -> str:
+        line = f"{x['asked']:>5}  {x['question']}   (not covered {x['not_covered']}, related {x['related']})"
+        others = [f"“{w['query']}” ({w['n']})" for w in x["wordings"][1:6]]
+        if others:
+            line += f"\n{'':>7}also asked as: " + ", ".join(others)
+        if x["closest"]:
+            line += f"\n{'':>7}closest guide: {x['closest']['slug']} ({x['closest']['title']})"
+        return line + f"\n{'':>7}start it: {x['command']}"
+
+    if "unanswered" in r:
+        section(
+            "Questions we could not answer (similar questions grouped, most asked first; searches judged related or not covered):",
+            r["unanswered"],
+            gap,
+            "none: every recorded question was answered",
+        )
+    if r.get("unanswered_note"):
+        out.append(f"  ({r['unanswered_note']})")
     return "\n".join(out)
+
+
+def unanswered_section(settings: dict, rows: list[dict], limit: int) -> tuple[list[dict], str]:
+    """Group the unanswered questions with the site's own model and find each group's closest guide in the
+    live index; without a model or an index it still groups by wording and says what is missing."""
+    from kb.gaps import gap_report
+
+    if not rows:
+        return [], ""
+    from kb.search import Searcher
+
+    embedder = SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"])
+    searcher = Searcher(settings["KB_INDEX_DIR"], embedder)
+
+    def closest(question: str) -> dict | None:
+        try:
+            groups = searcher.search(question, limit=3).groups
+        except KBError:
+            return None
+        return {"slug": groups[0].slug, "title": groups[0].title, "category": groups[0].category, "url": groups[0].url} if groups else None
+
+    try:
+        return [g.as_dict() for g in gap_report(rows, embedder.encode, closest, limit)], ""
+    except Exception as exc:  # no model here: still useful, grouped by wording
+        click.echo(f"note: unanswered questions grouped by wording only ({exc.__class__.__name__}: {str(exc)[:200]})", err=True)
+        note = f"grouped by wording only, without closest guides: the model could not be loaded ({exc.__class__.__name__})"
+        return [g.as_dict() for g in gap_report(rows, None, None, limit)], note
 
 
 @kb_cli.command("report")
@@ -350,11 +396,15 @@ def report_cmd(days, limit, as_json):
     try:
         purged = store.purge()
         report = store.report(days=days, limit=limit, guides={g.slug: g.title for g in guides})
+        unanswered = store.unanswered(days=days)
     except Exception as exc:  # a clear message, not a traceback
         click.echo(f"Cannot read the analytics database {redact_url(store.url)}: {exc.__class__.__name__}: {str(exc)[:300]}", err=True)
         sys.exit(1)
     finally:
         store.dispose()
+    report["unanswered"], note = unanswered_section(s, unanswered, limit)
+    if note:
+        report["unanswered_note"] = note
     if as_json:
         click.echo(json.dumps({"ok": True, **report, "purged": purged}, indent=2, default=str))
     else:

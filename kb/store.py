@@ -44,7 +44,9 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -73,6 +75,8 @@ searches = Table(
     Column("results", Integer),
     Column("took_ms", Float),
     Column("source", String(8), nullable=False),
+    # the verdict search gave: answered, related or not_covered (empty for searches recorded before it existed)
+    Column("coverage", String(12), index=True),
 )
 
 clicks = Table(
@@ -175,6 +179,7 @@ class SearchEvent:
     tag: str | None = None
     source: str = "page"
     at: dt.datetime = field(default_factory=_utcnow)
+    coverage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,7 @@ class Store:
             if not isinstance(exc, IntegrityError) and "already exists" not in str(exc).lower():
                 raise
             metadata.create_all(self.engine, checkfirst=True)
+        self._add_missing_columns()
         with self.engine.begin() as conn:
             have = conn.execute(select(settings_table.c.value).where(settings_table.c.key == "schema_version")).scalar()
             if have is None:
@@ -271,6 +277,40 @@ class Store:
                 except IntegrityError:
                     pass
         self._schema_ready = True
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a database was created (searches.coverage): ALTER TABLE adds them, once."""
+        have = {c["name"] for c in inspect(self.engine).get_columns("searches")}
+        if "coverage" in have:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE searches ADD COLUMN coverage VARCHAR(12)"))
+        except SQLAlchemyError:
+            # another process added it first; anything else shows on the next query
+            if "coverage" not in {c["name"] for c in inspect(self.engine).get_columns("searches")}:
+                raise
+
+    def unanswered(self, days: int = 30, limit: int = 500, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Recorded questions search could not answer (verdict related or not_covered), most asked first.
+
+        Returns:
+            [{query, n, not_covered, related, last}] for the last `days` days.
+        """
+        self.ensure_schema()
+        since = (now or self.now()) - dt.timedelta(days=days)
+        n = func.count().label("n")
+        nc = func.sum(case((searches.c.coverage == "not_covered", 1), else_=0)).label("not_covered")
+        rel = func.sum(case((searches.c.coverage == "related", 1), else_=0)).label("related")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(searches.c.query, n, nc, rel, func.max(searches.c.at).label("last"))
+                .where(searches.c.at >= since, searches.c.coverage.in_(("not_covered", "related")))
+                .group_by(searches.c.query)
+                .order_by(n.desc(), searches.c.query)
+                .limit(limit)
+            ).all()
+        return [{"query": r.query, "n": int(r.n), "not_covered": int(r.not_covered or 0), "related": int(r.related or 0), "last": r.last} for r in rows]
 
     def dispose(self) -> None:
         with self._lock:
@@ -295,6 +335,7 @@ class Store:
                         "results": ev.results,
                         "took_ms": None if ev.took_ms is None else round(float(ev.took_ms), 2),
                         "source": ev.source[:8],
+                        "coverage": (ev.coverage or None) and ev.coverage[:12],
                     }
                     self._insert_ignoring_duplicate(conn, searches, row)
                 else:

@@ -123,7 +123,7 @@
       }
     }
     function askLink(q) {
-      return askBase ? ' <a href="' + escapeHtml(askBase + encodeURIComponent("Guide request: " + q.slice(0, 150))) + '">Ask for one</a>.' : "";
+      return askBase ? ' <a href="' + escapeHtml(askBase + encodeURIComponent("Guide request: " + q.slice(0, 150))) + '">Ask the year above for this guide</a>.' : "";
     }
 
     var live = new LiveQuery(
@@ -159,6 +159,14 @@
           }
           var html = [];
           var groups = data.groups || [];
+          if (data.answer) {
+            // the passage that answers, first: Enter on it opens the guide at that passage
+            html.push('<a role="option" tabindex="-1" aria-selected="false" class="lr-answer" id="' + input.id + '-opt-answer" href="' + escapeHtml(data.answer.url) + '"' +
+              clickAttr(data, data.answer.slug, 1, q) + ' aria-label="Answer from ' + escapeHtml(data.answer.title) + ": " + escapeHtml(data.answer.text) + '">' +
+              '<span class="lr-answer-label">Answer</span>' +
+              '<span class="lr-answer-text">' + data.answer.html + "</span>" +  // escaped server-side; only <mark> is added
+              '<span class="lr-section">' + escapeHtml(data.answer.title) + " · " + escapeHtml(data.answer.heading) + "</span></a>");
+          }
           groups.forEach(function (g, gi) {
             g.sections.forEach(function (h, i) {
               html.push('<a role="option" tabindex="-1" aria-selected="false" id="' + input.id + "-opt-" + html.length + '" href="' + escapeHtml(sectionHref(h, q, data)) + '"' + clickAttr(data, g.slug, gi + 1, q) + ">" +
@@ -172,10 +180,11 @@
               "See all results for “" + escapeHtml(q) + "”</a>");
             // a corrected spelling is said, never silently applied; the results page offers the way back
             var note = data.corrected && data.did_you_mean ? "Showing results for <strong>" + escapeHtml(data.did_you_mean) + "</strong>. " : "";
-            if (data.confident === false) msg.innerHTML = note + "No guide answers this yet." + askLink(q) + " The nearest we have:";
+            if (data.coverage === "not_covered" || data.confident === false) msg.innerHTML = note + "No guide covers this yet." + askLink(q) + " The closest we have:";
+            else if (data.coverage === "related") msg.innerHTML = note + "No guide answers this exactly; these touch on it:";
             else msg.innerHTML = note;
             keys.textContent = "↑ ↓ to choose · Enter to open · Esc to close";
-            announce(plural(groups.length, "guide") + " found. Use the up and down arrows to choose a section.");
+            announce((data.answer ? "Answer found in " + data.answer.title + ". " : "") + plural(groups.length, "guide") + " found. Use the up and down arrows to choose a section.");
           } else {
             msg.innerHTML = "No guide answers this yet." + askLink(q);
             keys.textContent = "";
