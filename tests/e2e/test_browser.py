@@ -9,7 +9,7 @@ import base64
 import json
 import time
 from contextlib import contextmanager
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from urllib.request import urlopen
 
 import pytest
@@ -82,6 +82,11 @@ def api_first(base: str, q: str) -> str:
     """The slug of the first guide /api/search gives for `q`: what the page must show first."""
     with urlopen(f"{base}/api/search?{urlencode({'q': q, 'limit': 8})}", timeout=30) as r:
         return json.load(r)["groups"][0]["slug"]
+
+
+def requests_get_json(url: str) -> dict:
+    with urlopen(url, timeout=30) as r:
+        return json.load(r)
 
 
 def first_option_slug(driver, listbox_id: str) -> str:
@@ -311,13 +316,105 @@ def test_topic_filter_updates_results_in_place(browser, live_server):
     assert same_page(browser)
 
 
-def test_weak_matches_say_no_guide_answers_this_yet(browser, live_server):
+def test_weak_matches_say_no_guide_covers_this_yet(browser, live_server):
     load(browser, live_server + "/search?q=zzqqxx")
     empty = browser.find_element(By.CSS_SELECTOR, "[data-empty]")
-    assert "No guide answers this yet" in empty.text
-    ask = empty.find_element(By.LINK_TEXT, "ask for one")
+    assert "No guide covers this yet" in empty.text
+    ask = empty.find_element(By.LINK_TEXT, "Ask the year above for this guide")
     assert "/issues/new" in ask.get_attribute("href") and "zzqqxx" in unquote(ask.get_attribute("href"))
     shot(browser, "results-no-answer")
+
+
+# ---- answers and coverage -------------------------------------------------------------------------
+ANSWERED = "can I use the BNF in the PSA"
+NOT_COVERED = "usmle step 1 passing score"
+
+
+def test_the_answer_card_leads_the_results_and_opens_the_passage(browser, live_server):
+    load(browser, live_server + "/search?q=" + quote(ANSWERED))
+    card = browser.find_element(By.CSS_SELECTOR, "[data-answer]")
+    assert card.location["y"] < browser.find_element(By.ID, "results").location["y"]  # it comes first
+    label = browser.find_element(By.ID, card.get_attribute("aria-labelledby"))
+    assert label.text.lower() == "answer from the guides"  # the region is named for screen readers
+    assert card.find_elements(By.CSS_SELECTOR, ".answer-text mark"), "the question's words are highlighted"
+    api = requests_get_json(live_server + "/api/search?q=" + quote(ANSWERED))
+    assert api["coverage"] == "answered" and api["answer"]["text"] in card.text
+    shot(browser, "answer-card-light", full_page=False)
+    link = card.find_element(By.CSS_SELECTOR, "[data-answer-link]")
+    href = link.get_attribute("href")
+    assert f"#{api['answer']['anchor']}:~:text=" in href
+    link.send_keys(Keys.ENTER)  # keyboard only
+    wait_for(browser, lambda d: urlsplit(d.current_url).path == f"/guides/{api['answer']['slug']}", "the guide to open")
+    heading = browser.find_element(By.ID, api["answer"]["anchor"])
+    first_words = " ".join(api["answer"]["text"].split()[:4])
+    passage = browser.find_element(
+        By.XPATH,
+        f"//*[@id='guide-body']//*[contains(normalize-space(.), {json.dumps(first_words)})][not(*[contains(normalize-space(.), {json.dumps(first_words)})])]",
+    )
+    top = browser.execute_script("return window.scrollY")
+    wait_for(browser, lambda d: abs(passage.rect["y"] - d.execute_script("return window.scrollY")) < 900, "the passage to be in view")
+    assert heading.rect["y"] <= passage.rect["y"] and top >= 0
+    shot(browser, "answer-passage-opened", full_page=False)
+
+
+def test_the_answer_comes_first_in_the_as_you_type_list(browser, live_server):
+    load(browser, live_server + "/guides/ward-rounds")
+    box = browser.find_element(By.ID, "q")
+    box.send_keys(ANSWERED)
+    opts = live_results(browser, "q-list", ANSWERED, 2)
+    answer = opts[0]
+    assert "lr-answer" in answer.get_attribute("class") and answer.text.lower().startswith("answer")
+    # its accessible name is its visible text: "Answer:", the passage, then the guide and section
+    assert answer.get_attribute("aria-label") is None and browser.execute_script("return arguments[0].textContent", answer).startswith("Answer: ")
+    box.send_keys(Keys.ARROW_DOWN)
+    assert box.get_attribute("aria-activedescendant") == answer.get_attribute("id")
+    shot(browser, "answer-live-light", full_page=False)
+    target = urlsplit(answer.get_attribute("href"))
+    box.send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: urlsplit(d.current_url).path == target.path, "the answer's guide to open")
+
+
+def test_a_question_no_guide_covers_says_so_and_offers_a_request(browser, live_server):
+    load(browser, live_server + "/search?q=" + quote(NOT_COVERED))
+    empty = browser.find_element(By.CSS_SELECTOR, "[data-coverage='not_covered']")
+    assert empty.find_element(By.TAG_NAME, "h2").text == "No guide covers this yet"
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-answer]")
+    assert browser.find_element(By.ID, "results-heading").text == "The closest we have"
+    assert browser.find_element(By.ID, "results").get_attribute("aria-labelledby") == "results-heading"
+    ask = empty.find_element(By.CSS_SELECTOR, "[data-ask]")
+    assert ask.text == "Ask the year above for this guide"
+    assert NOT_COVERED in unquote(ask.get_attribute("href")).replace("+", " ")
+    shot(browser, "not-covered-light", full_page=False)
+    scheme(browser, "dark")
+    shot(browser, "not-covered-dark", full_page=False)
+    # keyboard: the request link is the next stop after the search button
+    browser.find_element(By.CSS_SELECTOR, "#search-page-form button[type=submit]").send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("data-ask") is not None
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("q", [ANSWERED, NOT_COVERED])
+def test_axe_on_the_answer_and_not_covered_pages(browser, live_server, theme, q):
+    scheme(browser, theme)
+    load(browser, live_server + "/search?q=" + quote(q))
+    result = run_axe(browser)
+    assert "error" not in result, result
+    serious = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == [], json.dumps(serious, indent=2)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_axe_with_the_answer_open_in_the_as_you_type_list(browser, live_server, theme):
+    scheme(browser, theme)
+    load(browser, live_server + "/guides/ward-rounds")
+    box = browser.find_element(By.ID, "q")
+    box.send_keys(ANSWERED)
+    assert "lr-answer" in live_results(browser, "q-list", ANSWERED, 2)[0].get_attribute("class")
+    box.send_keys(Keys.ARROW_DOWN)
+    result = run_axe(browser)
+    serious = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == [], json.dumps(serious, indent=2)
+    shot(browser, f"answer-live-{theme}", full_page=False)
 
 
 # ---- guide page ---------------------------------------------------------------------------------

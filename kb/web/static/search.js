@@ -162,8 +162,8 @@
           if (data.answer) {
             // the passage that answers, first: Enter on it opens the guide at that passage
             html.push('<a role="option" tabindex="-1" aria-selected="false" class="lr-answer" id="' + input.id + '-opt-answer" href="' + escapeHtml(data.answer.url) + '"' +
-              clickAttr(data, data.answer.slug, 1, q) + ' aria-label="Answer from ' + escapeHtml(data.answer.title) + ": " + escapeHtml(data.answer.text) + '">' +
-              '<span class="lr-answer-label">Answer</span>' +
+              clickAttr(data, data.answer.slug, 1, q) + ">" +
+              '<span class="lr-answer-label">Answer: </span>' +
               '<span class="lr-answer-text">' + data.answer.html + "</span>" +  // escaped server-side; only <mark> is added
               '<span class="lr-section">' + escapeHtml(data.answer.title) + " · " + escapeHtml(data.answer.heading) + "</span></a>");
           }
