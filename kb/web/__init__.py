@@ -71,6 +71,12 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
         messages = {404: "There is no page at this address.", 405: "That method is not allowed here."}
         return error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
 
+    @app.errorhandler(ConnectionError)
+    def handle_client_stalled(exc: ConnectionError):
+        # gunicorn.conf.py gives up on a client that stops sending its request body (KB_CLIENT_TIMEOUT)
+        log.info("client stopped sending its request on %s: %s", request.path, exc)
+        return error_response(408, "Your browser stopped sending the request before it was complete; please try again.")
+
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
         log.exception("unexpected error on %s", request.path)
