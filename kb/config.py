@@ -49,6 +49,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KB_ANALYTICS_RETENTION_DAYS", 180, int, "Days search logs are kept.", 1, 3650),
     Setting("KB_TORCH_THREADS", 0, int, "Threads for the encoder (0 = library default).", 0, 64),
     Setting(
+        "KB_PROXY_HOPS",
+        0,
+        int,
+        "Reverse proxies in front of the server that append to X-Forwarded-For; 0 = clients connect directly (the header is ignored).",
+        0,
+        5,
+    ),
+    Setting(
         "KB_TODAY",
         "",
         str,

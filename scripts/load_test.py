@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Bounded load test: gunicorn (gunicorn.conf.py) on a free loopback port, N clients for T seconds.
 
-    python scripts/load_test.py [--clients 8] [--duration 60] [--workers 2] [--write docs/BENCHMARKS.md]
+    python scripts/load_test.py [--clients 8] [--duration 60] [--workers 2] [--threads 4] [--slow 2]
+                                [--write docs/BENCHMARKS.md] [--json]
 
 Traffic is a mix of what readers do: JSON searches (the type-ahead), search result pages, guide
 pages, lists and a static asset. Half of the searches repeat common questions (the encoder's query
 cache answers those), half are variants never seen before (the encoder runs). Prints requests,
-errors and p50/p95/p99 latency, overall and per kind; --write puts the same figures in the
-`## Load test` section of a markdown file, leaving other sections alone.
+errors and p50/p95/p99 latency, overall and per kind, and the workers' resident memory at the end;
+--write puts the same figures in the `## Load test` section of a markdown file, leaving other
+sections alone.
+
+--slow N keeps N slow connections open for the whole run besides the clients, alternating a
+request whose headers never end and a feedback post that announces more body than it sends; each
+is reopened as soon as the server drops it, so the site is under that pressure throughout.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import random
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -82,6 +89,7 @@ def start_server(args, port: int, log_path: Path) -> subprocess.Popen:
         **os.environ,
         "KB_BIND": f"127.0.0.1:{port}",
         "KB_WORKERS": str(args.workers),
+        "KB_THREADS": str(args.threads),
         "KB_CONTENT_DIR": str(Path(args.content).resolve()),
         "KB_INDEX_DIR": str(Path(args.index).resolve()),
         "HF_HUB_OFFLINE": "1",
@@ -157,6 +165,62 @@ class Client(threading.Thread):
                 self.failures[f"{kind}: HTTP {status}"] += 1
 
 
+class SlowConnections(threading.Thread):
+    """N connections that stall mid-request, each reopened as soon as the server drops it."""
+
+    def __init__(self, port: int, count: int, stop_at: float, slug: str):
+        super().__init__(daemon=True)
+        self.port, self.count, self.stop_at, self.slug = port, count, stop_at, slug
+        self.opened = 0
+        self.dropped: Counter[str] = Counter()  # how the server ended them: "408", "closed", ...
+
+    def open(self, i: int) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        if i % 2 == 0:  # headers that never end
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: load-test\r\nUser-Agent: slow-client\r\n")
+        else:  # a form post announcing 1,000 bytes and sending 9
+            sock.sendall(
+                f"POST /guides/{self.slug}/feedback HTTP/1.1\r\nHost: load-test\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nhelpful=y".encode()
+            )
+        self.opened += 1
+        return sock
+
+    def run(self) -> None:
+        socks = [self.open(i) for i in range(self.count)]
+        try:
+            while time.monotonic() < self.stop_at:
+                readable, _, _ = select.select(socks, [], [], 0.2)
+                for sock in readable:
+                    try:
+                        data = sock.recv(65536)
+                    except OSError:
+                        data = b""
+                    status = data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "closed"
+                    self.dropped[status] += 1
+                    i = socks.index(sock)
+                    sock.close()
+                    socks[i] = self.open(i)
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def worker_memory(master_pid: int) -> list[int]:
+    """Resident memory (KiB) of each child of the gunicorn master."""
+    sizes = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if re.search(rf"^PPid:\s+{master_pid}$", text, re.M):
+            rss = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+            if rss:
+                sizes.append(int(rss.group(1)))
+    return sorted(sizes)
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     import numpy as np
 
@@ -173,12 +237,22 @@ def report_markdown(args, result: dict) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
-        f"gunicorn with `gunicorn.conf.py` ({args.workers} sync workers, preloaded app, model warmed in each worker) on loopback, "
+        f"gunicorn with `gunicorn.conf.py` ({args.workers} workers x {args.threads} threads, preloaded app, model warmed in each worker) on loopback, "
         f"serving the real content index ({result['health'].get('chunks')} chunks, {result['health'].get('generation')}, "
         f"model {result['health'].get('model')}). {args.clients} concurrent clients (threads, one new connection per request) for "
         f"{args.duration:.0f} s; traffic mix: " + ", ".join(f"{k} {w}%" for k, w in MIX) + "; half the searches repeat common "
         "questions (answered from the encoder's query cache), half are new variants (the encoder runs).",
         "",
+    ]
+    if args.slow:
+        slow = result["slow"]
+        lines += [
+            f"Besides the clients, {args.slow} slow connections were held open throughout (half with headers that never end, half "
+            f"a feedback post sending 9 of 1,000 announced bytes), reopened whenever the server dropped one: {slow['opened']} opened, "
+            "ended by the server: " + (", ".join(f"{k} x{n}" for k, n in sorted(slow["dropped"].items())) or "none") + ".",
+            "",
+        ]
+    lines += [
         f"Measured {result['when']} on {result['machine']}.",
         "",
         f"**{o['requests']} requests, {o['errors']} errors, {o['rps']:.1f} requests/s; latency p50 {o['p50']:.1f} ms, "
@@ -187,6 +261,8 @@ def report_markdown(args, result: dict) -> str:
         f"Time inside the workers (gunicorn access log, {result['served']['requests']} requests): p50 {result['served']['p50']:.1f} ms, "
         f"p95 {result['served']['p95']:.1f} ms, p99 {result['served']['p99']:.1f} ms; the rest of the client-side latency is waiting "
         f"for one of the {args.workers} workers, with {args.clients} clients queued on them.",
+        "",
+        f"Workers' resident memory at the end: {', '.join(f'{k / 1024:.0f} MiB' for k in result['worker_rss_kib']) or 'not measured'}.",
         "",
         "| kind | requests | errors | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -216,10 +292,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (KB_WORKERS)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (KB_THREADS)")
+    parser.add_argument("--slow", type=int, default=0, metavar="N", help="also hold N slow connections open for the whole run")
     parser.add_argument("--content", default=str(ROOT / "content"))
     parser.add_argument("--index", default=str(ROOT / "index"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--write", metavar="MARKDOWN", help="also write the figures into this file's '## Load test' section")
+    parser.add_argument("--json", action="store_true", help="print the figures as one line of JSON at the end")
     args = parser.parse_args()
 
     from kb.build import index_status
@@ -240,6 +319,11 @@ def main() -> int:
         lists = ["/", "/guides", "/tags"] + [c["url"] for c in guides["categories"]]
         print(f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers, log {log_path}); {args.clients} clients for {args.duration:.0f} s ...", flush=True)
         stop_at = time.monotonic() + args.duration
+        slow = SlowConnections(port, args.slow, stop_at, slugs[0])
+        if args.slow:
+            slow.start()
+            time.sleep(0.5)  # the slow connections are in place before the clients start
+            stop_at += 0.5
         started = time.monotonic()
         clients = [Client(port, stop_at, slugs, lists, args.seed * 1000 + i) for i in range(args.clients)]
         for c in clients:
@@ -248,6 +332,9 @@ def main() -> int:
             c.join()
         elapsed = time.monotonic() - started
         load_after = os.getloadavg()
+        rss = worker_memory(proc.pid)
+        if args.slow:
+            slow.join()
     finally:
         proc.terminate()
         try:
@@ -290,6 +377,8 @@ def main() -> int:
         "kinds": {k: summary(by_kind[k]) for k, _ in MIX if by_kind.get(k)},
         "failures": dict(failures),
         "served": {"requests": len(served), **percentiles(served)},
+        "worker_rss_kib": rss,
+        "slow": {"connections": args.slow, "opened": slow.opened, "dropped": dict(slow.dropped)},
         "note": (
             f"Load average (1 min) was {load_before[0]:.2f} before the run and {load_after[0]:.2f} at its end; the load generator "
             f"runs on the same {os.cpu_count()} cores as the server, and any other work on the machine shares them too, so these "
@@ -302,6 +391,8 @@ def main() -> int:
     if args.write:
         write_section(Path(args.write), md)
         print(f"(written to {args.write})")
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "health"}))
     return 0 if overall["errors"] == 0 else 1
 
 

@@ -224,3 +224,87 @@ def test_feedback_is_rate_limited_per_client(site):
     assert other.status_code == 303
     assert rows(site.db, "select count(*) from feedback") == [(6,)]
     assert c.post("/guides/nope/feedback", data={"token": token, "helpful": "yes"}).status_code == 404
+
+
+def test_a_rank_that_is_not_a_whole_number_is_a_clear_400(site):
+    app, c = site()
+    for bad in ("²", "①", "abc", "0", "1001", "-1", "1.5", "9" * 30):
+        r = c.post("/api/click", query_string={"s": "0123456789abcdef", "g": "psa-resits", "r": bad})
+        d = r.get_json()
+        assert r.status_code == 400 and d["param"] == "r" and "whole number from 1 to 1000" in d["error"], (bad, d)
+    assert c.post("/api/click?s=0123456789abcdef&g=psa-resits&r=1000").status_code == 204
+    assert c.post("/api/click?s=0123456789abcdef&g=psa-resits").status_code == 204  # no rank at all is fine
+    flush(app)
+    assert sorted(rows(site.db, "select rank from clicks")) == [(1000,)]  # one search id: the repeat is ignored
+
+
+def test_a_database_blip_does_not_leave_a_worker_signing_with_its_own_key(site, tmp_path, monkeypatch):
+    """Two workers on one database; the database is unreachable when the first renders a guide."""
+    monkeypatch.setattr("kb.web.analytics.KEY_RETRY_INTERVAL", 0, raising=False)
+    blocker = tmp_path / "shared"
+    blocker.write_text("a file where the database folder should be")  # the database cannot be opened
+    url = f"sqlite:///{blocker / 'analytics.sqlite3'}"
+    first, c1 = site(KB_DATABASE_URL=url)
+    second, c2 = site(KB_DATABASE_URL=url)
+    assert c1.get("/guides/psa-resits").status_code == 200  # the guide still renders during the outage
+    blocker.unlink()  # the database is back
+    for signer, taker in ((c2, c1), (c1, c2)):
+        r = taker.post("/guides/psa-resits/feedback", data={"token": form(signer), "helpful": "yes"}, headers={"Accept": "application/json"})
+        assert r.status_code == 200, r.get_json()
+    with sqlite3.connect(blocker / "analytics.sqlite3") as conn:
+        assert conn.execute("select count(*) from feedback").fetchone() == (2,)
+
+
+def test_feedback_while_the_signing_key_cannot_be_read_is_a_clear_503(site, tmp_path, caplog):
+    blocker = tmp_path / "shared"
+    blocker.write_text("a file where the database folder should be")
+    app, c = site(KB_DATABASE_URL=f"sqlite:///{blocker / 'analytics.sqlite3'}")
+    pages = [c.get("/guides/psa-resits").get_data(as_text=True) for _ in range(3)]
+    assert all('name="token" value=""' in page and "Was this helpful?" in page for page in pages)
+    r = c.post("/guides/psa-resits/feedback", data={"token": "", "helpful": "yes"}, headers={"Accept": "application/json"})
+    assert r.status_code == 503 and r.get_json()["error"] == "feedback cannot be taken just now; please try again in a few minutes"
+    html = c.post("/guides/psa-resits/feedback", data={"token": "", "helpful": "yes"})
+    assert html.status_code == 503 and "Traceback" not in html.get_data(as_text=True)
+    # asked once, not on every page: the next attempt waits KEY_RETRY_INTERVAL
+    assert caplog.text.count("feedback forms cannot be signed until the database answers") == 1
+
+
+def test_behind_a_proxy_each_reader_has_their_own_rate_limit(site):
+    """KB_PROXY_HOPS=1: the reader is the address the proxy appended to X-Forwarded-For."""
+    app, c = site(KB_PROXY_HOPS=1)
+    token = form(c)
+    proxy = {"REMOTE_ADDR": "127.0.0.1"}
+
+    def post(forwarded_for: str) -> int:
+        environ = {**proxy, "HTTP_X_FORWARDED_FOR": forwarded_for}
+        return c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, environ_base=environ).status_code
+
+    assert [post(f"198.51.100.{i}") for i in range(16)] == [303] * 16  # sixteen readers, one proxy
+    # one reader cannot dodge the limit by adding addresses of their own in front of the proxy's entry
+    assert [post(f"192.0.2.{i}, 203.0.113.5") for i in range(6)] == [303] * 5 + [429]
+    assert post("203.0.113.6") == 303
+
+
+def test_without_proxy_hops_forwarded_headers_are_ignored(site):
+    app, c = site()
+    token = form(c)
+    codes = [
+        c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, environ_base={"HTTP_X_FORWARDED_FOR": f"198.51.100.{i}"}).status_code
+        for i in range(6)
+    ]
+    assert codes == [303] * 5 + [429]
+
+
+def test_feedback_tokens_are_short_lived(site, monkeypatch):
+    from itsdangerous.timed import TimestampSigner
+
+    app, c = site()
+    now = int(TimestampSigner.get_timestamp(None))  # type: ignore[arg-type]
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: now - 2 * 3600 - 60)
+    old = form(c)  # served a little over two hours ago
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: now - 2 * 3600 + 60)
+    recent = form(c)
+    monkeypatch.undo()
+    r = c.post("/guides/psa-resits/feedback", data={"token": old, "helpful": "yes"}, headers={"Accept": "application/json"})
+    assert r.status_code == 403 and "expired; reload the page" in r.get_json()["error"]
+    assert c.post("/guides/psa-resits/feedback", data={"token": recent, "helpful": "yes"}).status_code == 303

@@ -422,6 +422,32 @@ def test_session_cookies_would_be_secure():
     assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"] and app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
 
 
+@pytest.mark.parametrize(
+    "path, location",
+    [
+        ("/static//style.css", "/static/style.css"),
+        ("/static//search.js?v=1", "/static/search.js?v=1"),
+        ("/static///evil.example/x", "/static/evil.example/x"),
+    ],
+)
+def test_redirects_never_take_their_host_from_the_request(path, location):
+    """Werkzeug merges '//' in a path with a 308 whose absolute Location is built from the Host header."""
+    client = create_app({"TESTING": True}, embedder=HashEmbedder()).test_client()
+    for host in ("evil.example", "evil.example:8080", "localhost"):
+        r = client.get(path, headers={"Host": host})
+        assert r.status_code == 308 and r.headers["Location"] == location, (host, r.headers.get("Location"))
+
+
+def test_redirect_locations_are_paths_on_this_site():
+    from kb.web import same_site_location
+
+    assert same_site_location("http://evil.example/guides/x?a=1#b") == "/guides/x?a=1#b"
+    assert same_site_location("//evil.example/x") == "/x"  # a scheme-relative URL names a host, and loses it
+    assert same_site_location("/\\evil.example/x") == "/evil.example/x"
+    assert same_site_location("https://evil.example") == "/"
+    assert same_site_location("/guides/psa-resits?feedback=thanks#feedback") == "/guides/psa-resits?feedback=thanks#feedback"
+
+
 def _gunicorn_conf():
     spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
     module = importlib.util.module_from_spec(spec)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kb.errors import KBError
 from kb.service import KnowledgeBase
@@ -48,9 +50,27 @@ class SafeJSONProvider(DefaultJSONProvider):
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def same_site_location(location: str) -> str:
+    """A redirect target as a path on this site.
+
+    Werkzeug's own redirects (e.g. merging `//` in a path) are absolute URLs built from the
+    client's Host header; the site only ever redirects to itself, so the scheme and host are
+    dropped and the browser resolves the path against the address it asked for. Leading slashes
+    are collapsed so the result can never be read as `//other.host/...`.
+    """
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
 def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
     """Attach the knowledge base, routes, error handlers and security headers to an app."""
     app.json = SafeJSONProvider(app)
+    hops = knowledge_base.settings["KB_PROXY_HOPS"]
+    if hops:
+        # the reader's address (for the feedback rate limit) and scheme come from the proxies' headers,
+        # taking exactly `hops` entries from the right: anything a client adds further left is ignored
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     # The site sets no cookies today; should a session ever appear, it is born secure.
     app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["kb"] = knowledge_base
@@ -71,6 +91,13 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
         messages = {404: "There is no page at this address.", 405: "That method is not allowed here."}
         return error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
 
+    @app.errorhandler(ConnectionResetError)
+    def handle_client_stalled(exc: ConnectionResetError):
+        # what reading the request body raises when gunicorn.conf.py gives up on a client that
+        # stopped sending it (KB_CLIENT_TIMEOUT), or the client hung up
+        log.info("client stopped sending its request on %s: %s", request.path, exc)
+        return error_response(408, "Your browser stopped sending the request before it was complete; please try again.")
+
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
         log.exception("unexpected error on %s", request.path)
@@ -87,6 +114,9 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
         # announce product and Python versions, so the app names itself instead
         if not request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
             resp.headers["Server"] = "theyearabove"
+        location = resp.headers.get("Location")
+        if location:
+            resp.headers["Location"] = same_site_location(location)
         return resp
 
     @app.template_filter("long_date")

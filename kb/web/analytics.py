@@ -2,9 +2,10 @@
 
 Nothing here identifies a reader. Result links stay clean guide URLs; a followed result is reported
 to /api/click with the search's random id by the link's `ping` attribute (the browser does it,
-no script needed) and by a beacon from search.js, without cookies. Feedback forms carry a signed token and
-must come from this site (Origin / Referer / Sec-Fetch-Site); posts are rate-limited per client
-by a keyed hash of the IP address held in memory only, never stored.
+no script needed) and by a beacon from search.js, without cookies. Feedback forms carry a signed,
+short-lived token and must come from this site (Origin / Referer / Sec-Fetch-Site); posts are
+rate-limited per client by a keyed hash of the IP address (behind KB_PROXY_HOPS proxies, the address
+they forwarded) held in memory only, never stored.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from kb.web import bp, error_response, kb
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_TOKEN_MAX_AGE = 2 * 24 * 3600
+# A form token is valid this long after its guide page was served: time to read the longest guide
+# and write a comment. Tokens are not tied to a reader (nothing identifies one) and every guide page
+# brings a new one, so it is the per-client rate limit that bounds scripted posts; the short life
+# keeps a token copied from a page from being replayed for days.
+FEEDBACK_TOKEN_MAX_AGE = 2 * 3600
+# While the database holding the shared signing key is unreachable, a worker asks again at most
+# this often, so a database that is down does not add its connect timeout to every guide page.
+KEY_RETRY_INTERVAL = 5.0
 FEEDBACK_LIMIT = 5  # posts per client per window
 FEEDBACK_WINDOW = 600.0  # seconds
 
@@ -53,6 +61,9 @@ class StoreUnavailable(KBError):
     """The analytics database could not take a write the reader is waiting for."""
 
     status = 503
+
+
+FEEDBACK_UNAVAILABLE = "feedback cannot be taken just now; please try again in a few minutes"
 
 
 class RateLimiter:
@@ -104,6 +115,8 @@ class Analytics:
         self._secret_key = secret_key
         self._serializer: URLSafeTimedSerializer | None = None
         self._lock = threading.Lock()
+        self._key_retry_at = 0.0  # time.monotonic() before which the database is not asked again
+        self._key_fetching = False
 
     # ---- searches and clicks ----------------------------------------------------------------------
     def log_search(self, params: dict, response, source: str) -> str | None:
@@ -138,20 +151,54 @@ class Analytics:
 
     # ---- feedback forms ---------------------------------------------------------------------------
     def serializer(self) -> URLSafeTimedSerializer:
+        """The signer of feedback forms: FLASK_SECRET_KEY, else the key kept in the analytics database.
+
+        The database's key is shared by every worker and machine using it, so it is the only one
+        worth caching: while it cannot be read this raises StoreUnavailable (asking again after
+        KEY_RETRY_INTERVAL), rather than signing with a key no other worker would accept.
+        """
+        serializer = self._serializer
+        if serializer is not None:
+            return serializer
+        if self._secret_key:
+            with self._lock:
+                self._serializer = self._serializer or URLSafeTimedSerializer(self._secret_key, salt="kb-feedback")
+                return self._serializer
         with self._lock:
-            if self._serializer is None:
-                key = self._secret_key
-                if not key:
-                    try:
-                        key = self.store.secret()  # shared by every worker and machine on this database
-                    except Exception as exc:
-                        key = secrets.token_bytes(32)
-                        log.warning("feedback forms signed with a per-process key (database %s: %s)", redact_url(self.store.url), exc.__class__.__name__)
-                self._serializer = URLSafeTimedSerializer(key, salt="kb-feedback")
+            if self._serializer is not None:
+                return self._serializer
+            # one thread asks the database; the others do not queue behind a slow connect
+            if self._key_fetching or time.monotonic() < self._key_retry_at:
+                raise StoreUnavailable(FEEDBACK_UNAVAILABLE)
+            self._key_fetching = True
+        try:
+            key = self.store.secret()
+        except Exception as exc:
+            with self._lock:
+                self._key_fetching = False
+                self._key_retry_at = time.monotonic() + KEY_RETRY_INTERVAL
+            log.warning(
+                "feedback forms cannot be signed until the database answers (%s: %s); asking again in %g s",
+                redact_url(self.store.url),
+                exc.__class__.__name__,
+                KEY_RETRY_INTERVAL,
+            )
+            raise StoreUnavailable(FEEDBACK_UNAVAILABLE) from exc
+        with self._lock:
+            self._key_fetching = False
+            self._serializer = URLSafeTimedSerializer(key, salt="kb-feedback")
             return self._serializer
 
     def form_token(self, slug: str) -> str:
-        return self.serializer().dumps(slug)
+        """The token a guide page's feedback form carries; empty while forms cannot be signed.
+
+        The page still renders; a post with the empty token is answered 503 while the database is
+        down, and 403 "reload the guide page" once it is back.
+        """
+        try:
+            return self.serializer().dumps(slug)
+        except StoreUnavailable:
+            return ""
 
     def check_token(self, slug: str, token: str) -> None:
         try:
@@ -194,13 +241,20 @@ def api_click():
 
     Sent by the browser itself through the result link's `ping` attribute (no JavaScript needed
     where pings are enabled) and by search.js with navigator.sendBeacon; a repeat is ignored.
-    Always 204: a reader's navigation never waits on or fails because of this.
+    204 (an unknown search id or guide is ignored): a reader's navigation never waits on or fails
+    because of this. A rank that is not a whole number from 1 to 1000 is a 400: the links the site
+    writes never carry one.
     """
     search_id = request.args.get("s", "")
     slug = request.args.get("g", "")
     raw_rank = request.args.get("r", "")
+    rank = None
+    if raw_rank:
+        # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
+        if not (raw_rank.isdecimal() and len(raw_rank) <= 4 and 1 <= int(raw_rank) <= 1000):
+            raise QueryError(f"parameter 'r' must be a whole number from 1 to 1000 (a result's rank), got '{raw_rank[:20]}'", "r")
+        rank = int(raw_rank)
     if SEARCH_ID.match(search_id) and slug in kb().library.snapshot().by_slug:
-        rank = int(raw_rank) if raw_rank.isdigit() and 0 < int(raw_rank) <= 1000 else None
         query = (request.args.get("q") or "")[:300] or None
         try:
             analytics().log_click(search_id, slug, rank, query)
