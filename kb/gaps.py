@@ -11,8 +11,9 @@ import numpy as np
 from kb.keyword_index import analyse
 
 # Two questions whose embeddings are at least this close ask the same thing ("night shift survival f1" and
-# "surviving nights as an f1"); chosen on pairs of reworded questions, well above unrelated ones.
-SAME_QUESTION = 0.80
+# "surviving night shifts as an f1": 0.79). Measured: no two of the 85 different questions in
+# tests/relevance/unanswerable.yml are closer than 0.683 (licensing in Germany and in Sweden).
+SAME_QUESTION = 0.75
 
 
 @dataclass

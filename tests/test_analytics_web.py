@@ -1,5 +1,6 @@
 """Search logging, click tracking, feedback (CSRF, rate limit) and `flask kb report` through the site."""
 
+import json
 import re
 import sqlite3
 from urllib.parse import parse_qs, urlsplit
@@ -308,3 +309,57 @@ def test_feedback_tokens_are_short_lived(site, monkeypatch):
     r = c.post("/guides/psa-resits/feedback", data={"token": old, "helpful": "yes"}, headers={"Accept": "application/json"})
     assert r.status_code == 403 and "expired; reload the page" in r.get_json()["error"]
     assert c.post("/guides/psa-resits/feedback", data={"token": recent, "helpful": "yes"}).status_code == 303
+
+
+@pytest.mark.slow
+def test_report_groups_the_questions_search_could_not_answer_by_demand(fixture_index, real_embedder, tmp_path):
+    """Real searches through the site, with the real model: each is recorded with its verdict, and
+    `flask kb report` groups the unanswered ones (same words; same meaning) and ranks them by demand."""
+    from tests.conftest import FIXTURE_CONTENT
+
+    db = tmp_path / "analytics.sqlite3"
+    app = create_app(
+        {
+            "TESTING": True,
+            "KB_CONTENT_DIR": str(FIXTURE_CONTENT),
+            "KB_INDEX_DIR": str(fixture_index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_DATABASE_URL": f"sqlite:///{db}",
+        },
+        embedder=real_embedder,
+    )
+    c = app.test_client()
+    asked = {
+        "night shift survival f1": 3,
+        "F1 night shift survival": 1,  # the same words in another order
+        "surviving night shifts as an f1": 2,  # the same question reworded
+        "usmle step 1 passing score": 2,
+        "council tax exemption for students": 1,
+        "how many questions are in the psa": 4,  # answered by a guide: not a gap
+    }
+    for q, n in asked.items():
+        for _ in range(n):
+            assert c.get("/search", query_string={"q": q}).status_code == 200
+    flush(app)
+    verdicts = dict(rows(db, "SELECT DISTINCT query, coverage FROM searches"))
+    assert verdicts["how many questions are in the psa"] == "answered"
+    assert verdicts["usmle step 1 passing score"] == "not_covered"
+    assert {verdicts[q.lower()] for q in asked if "night" in q} <= {"related", "not_covered"}  # stored lowercased
+
+    result = app.test_cli_runner().invoke(args=["kb", "report", "--json"])
+    assert result.exit_code == 0, result.output
+    gaps = json.loads(result.output)["unanswered"]
+    assert [(g["question"], g["asked"]) for g in gaps] == [
+        ("night shift survival f1", 6),
+        ("usmle step 1 passing score", 2),
+        ("council tax exemption for students", 1),
+    ]
+    night = gaps[0]
+    assert [w["query"] for w in night["wordings"]] == ["night shift survival f1", "surviving night shifts as an f1", "f1 night shift survival"]
+    assert night["closest"]["slug"] and night["command"].startswith("python scripts/new_guide.py 'Night shift survival f1' --category ")
+
+    text = app.test_cli_runner().invoke(args=["kb", "report"]).output
+    section = text.split("Questions we could not answer")[1]
+    assert section.index("night shift survival f1") < section.index("usmle step 1 passing score") < section.index("council tax exemption")
+    assert "also asked as: “surviving night shifts as an f1” (2)" in section
+    assert "how many questions are in the psa" not in section

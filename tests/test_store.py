@@ -178,3 +178,27 @@ def test_database_url_defaults_and_driver():
     assert database_url("postgres://u:p@db/kb", ".") == "postgresql+psycopg://u:p@db/kb"
     assert database_url("postgresql://u@db/kb", ".") == "postgresql+psycopg://u@db/kb"
     assert database_url("sqlite:////tmp/x.db", ".") == "sqlite:////tmp/x.db"
+
+
+def test_a_database_from_before_coverage_gets_the_column_once(tmp_path):
+    """Databases created before verdicts were recorded gain searches.coverage; their rows keep working."""
+    import sqlite3
+
+    db = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE searches (id INTEGER PRIMARY KEY, search_id VARCHAR(32) NOT NULL UNIQUE, at DATETIME NOT NULL, query VARCHAR(300) NOT NULL,"
+            " mode VARCHAR(16) NOT NULL, category VARCHAR(80), tag VARCHAR(80), results INTEGER, took_ms FLOAT, source VARCHAR(8) NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO searches (search_id, at, query, mode, results, source) VALUES ('aaaa000000000000', '2026-11-25 10:00:00', 'old question', 'hybrid', 3, 'page')"
+        )
+    for _ in range(2):  # a second process finds it already there
+        s = Store(f"sqlite:///{db}", retention_days=3650)
+        try:
+            s.write([SearchEvent(new_search_id(), "new question", "hybrid", 0, coverage="not_covered")])
+            assert [r["query"] for r in s.unanswered(days=3650)] == ["new question"]
+        finally:
+            s.dispose()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM searches WHERE coverage IS NULL").fetchone() == (1,)

@@ -141,6 +141,7 @@ class Analytics:
                     params.get("tag"),
                     source,
                     at=self.store.now(),
+                    coverage=response.coverage.verdict if getattr(response, "coverage", None) else None,
                 )
             )
         return search_id
