@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Iterable, Sequence
@@ -97,8 +98,10 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def _stems(text: str) -> set[str]:
-    return set(analyse(text))
+@functools.lru_cache(maxsize=8192)
+def _stems(text: str) -> frozenset[str]:
+    # sections recur across searches: their stems are worked out once per process
+    return frozenset(analyse(text))
 
 
 def lexical_coverage(wanted: Sequence[Wanted], stems: set[str] | frozenset[str]) -> float:
