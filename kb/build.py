@@ -35,9 +35,9 @@ from kb.chunking import MAX_CHARS, Chunk, chunk_guide
 from kb.content import Guide, load_guides
 from kb.embedding import ENCODERS_DIR, Embedder, export_debris
 from kb.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
-from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem
+from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem, RenderError
 from kb.glossary import Glossary, short_forms
-from kb.render import render_markdown
+from kb.render import RENDER_HINT, render_markdown
 from kb.spelling import Vocabulary, section_text
 
 log = logging.getLogger(__name__)
@@ -572,11 +572,17 @@ def _chunks(guides: list[Guide], old_guides: dict[str, str], prev_manifest: dict
         for c in prev_chunks:
             reusable.setdefault(c.slug, []).append(c)
     chunks: list[Chunk] = []
+    failed: list[Problem] = []
     for g in guides:
         if g.slug in reusable and old_guides.get(g.slug) == g.content_hash:
             chunks.extend(reusable[g.slug])
-        else:
+            continue
+        try:
             chunks.extend(chunk_guide(g, render_markdown(g.body)))
+        except RenderError as exc:  # past the loader's limits, still too much for the renderer
+            failed.append(Problem(g.path, g.body_line, 1, "error", exc.message, RENDER_HINT, "body.render"))
+    if failed:
+        raise ContentError(failed)
     return chunks
 
 

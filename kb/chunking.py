@@ -10,7 +10,7 @@ from kb.content import Guide
 from kb.render import Rendered
 
 MAX_CHARS = 1200
-HEADING_RE = re.compile(r"^(#{2,6})[ \t]+(.+?)[ \t#]*$")
+HEADING_RE = re.compile(r"^(#{2,6})[ \t]+(.+)$")
 FENCE_RE = re.compile(r"^(```|~~~)")
 
 
@@ -73,28 +73,41 @@ class Chunk:
         )
 
 
+# Linear-time forms of the obvious patterns (a guide is hostile input): links, images and footnotes
+# stop at a blank line, so with kb.content's per-paragraph bracket limit each '[' costs at most a
+# short scan; runs of blank lines are collapsed first, so '^\s*' never crosses more than one; the
+# table-rule pattern is checked a line at a time with possessive quantifiers (no backtracking).
+_IN_PARAGRAPH = r"(?:[^\n]|\n(?![ \t]*\n))"
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
 _INLINE = [
-    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),
-    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),
-    (re.compile(r"<[^>]+>"), " "),
+    (re.compile(rf"!\[((?:(?!\]){_IN_PARAGRAPH})*)\]\((?:(?!\)){_IN_PARAGRAPH})*\)"), r"\1"),
+    (re.compile(rf"\[((?:(?!\]){_IN_PARAGRAPH})+)\]\((?:(?!\)){_IN_PARAGRAPH})*\)"), r"\1"),
+    (re.compile(r"<[^<>]+>"), " "),
     (re.compile(r"(\*\*|__|\*|_|`)"), ""),
-    (re.compile(r"^\s*!!!\s*\w+\s*(\"([^\"]*)\")?\s*$", re.M), r"\2"),
+    (re.compile(r"^\s*!!![ \t]*+\w++[ \t]*+(\"([^\"\n]*)\")?[ \t]*$", re.M), r"\2"),
     (re.compile(r"^\s*[-*+]\s+", re.M), "- "),
     (re.compile(r"^\s*>\s?", re.M), ""),
-    (re.compile(r"^\|?[\s:|-]+\|[\s:|-]*$", re.M), ""),
-    (re.compile(r"\[\^[^\]]+\]:?"), ""),
+    (re.compile(r"^(?=[ \t:|-]++$)[ \t:|-](?=[^\n]*\|)[^\n]*$", re.M), ""),
+    (re.compile(rf"\[\^(?:(?!\]){_IN_PARAGRAPH})+\]:?"), ""),
 ]
 
 
 def plain_text(markdown_text: str) -> str:
     """Markdown source -> readable plain text for indexing and snippets."""
-    text = markdown_text
+    text = _BLANK_LINES.sub("\n\n", markdown_text)
     for pattern, repl in _INLINE:
         text = pattern.sub(repl, text)
     text = text.replace("|", " ")
     lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _heading_text(raw: str) -> str:
+    """A heading's text without its closing '#'s: what `(.+?)[ \t#]*$` would keep, without the regex's
+    quadratic backtracking on a long run of spaces."""
+    kept = raw.rstrip(" \t#")
+    return (kept or raw[0]).strip()
 
 
 def _sections(body: str) -> list[tuple[int, str, list[str]]]:
@@ -106,7 +119,7 @@ def _sections(body: str) -> list[tuple[int, str, list[str]]]:
             in_fence = not in_fence
         m = None if in_fence else HEADING_RE.match(line)
         if m:
-            sections.append((len(m.group(1)), m.group(2).strip(), []))
+            sections.append((len(m.group(1)), _heading_text(m.group(2)), []))
         else:
             sections[-1][2].append(line)
     return sections

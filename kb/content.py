@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +21,71 @@ from kb.errors import ContentError, Problem
 
 log = logging.getLogger(__name__)
 
-MAX_GUIDE_BYTES = 1_000_000
+# Limits on one guide, checked by parse_guide before anything renders it: the validator, the build
+# and the live site all load guides through it, so a guide over a limit is refused everywhere with
+# the same path:line:col message (CONTRIBUTING.md lists them). Each is at least five times what the
+# largest real guide needs (content/ in 2026-12: 8.9 KB, 112 lines, lines of 740 characters, 12
+# headings, lists and quotes 2 deep, brackets 2 deep, 48 markup characters in a paragraph, no raw
+# HTML or footnotes, 1.1 KB of front matter, 6 tags), and low enough that no guide within them
+# costs more than a few seconds to check, build or show. Beyond them Python-Markdown recurses once
+# per nesting level (RecursionError near 300 levels); rescans the rest of a paragraph for each
+# unclosed '[' or '(', the rest of the file for each HTML tag left open, and every earlier
+# reference for each footnote reference; copies a paragraph's whole text for each piece of inline
+# markup in it; and backtracks over long lines. PyYAML works per open bracket for every token.
+# scripts/bench_hostile_guides.py measures the worst cases at these limits.
+MAX_GUIDE_BYTES = 100_000
+MAX_LINES = 2_000
+MAX_LINE_CHARS = 5_000
+MAX_HEADINGS = 100
+MAX_NESTING = 16
+MAX_BRACKET_DEPTH = 10
+MAX_HTML_TAGS = 50
+MAX_FOOTNOTE_REFS = 100
+MAX_MARKUP_PER_PARAGRAPH = 500
+MAX_FRONT_MATTER_BYTES = 10_000
+MAX_YAML_DEPTH = 10
+MAX_LIST_ITEMS = 50
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 APPLIES_TO_RE = re.compile(r"^(evergreen|FP20\d\d)$")
 REQUIRED = ("title", "summary", "category", "tags", "authors", "last_reviewed", "applies_to", "sources")
 FM_RE = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)
 
 
+FLAT_HINT = "front matter fields are text, a list of text, or sources given as - title: ... url: ..."
+
+
+class _Refused(yaml.composer.ComposerError):
+    """YAML the guide loader refuses on purpose, with the fix to offer."""
+
+    def __init__(self, problem: str, hint: str, mark) -> None:
+        super().__init__(None, None, problem, mark)
+        self.hint = hint
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps an impossible date such as 2026-13-01 as text for the schema to report."""
+    """SafeLoader that keeps an impossible date such as 2026-13-01 as text for the schema to report,
+    and refuses aliases and deep nesting.
+
+    An alias (`*name`) makes a value share another's nodes, so a few hundred bytes of aliases to
+    aliases stand for billions of values once anything walks or prints them (a "billion laughs"
+    bomb); front matter never needs them. Deep nesting would exhaust the composer's recursion.
+    """
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(f"aliases such as '*{_clip(event.anchor, 40)}' are not allowed", "write the value out in full", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _Refused(f"values are nested more than {MAX_YAML_DEPTH} levels deep", FLAT_HINT, self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _timestamp(loader: yaml.SafeLoader, node: yaml.Node):
@@ -41,9 +98,29 @@ def _timestamp(loader: yaml.SafeLoader, node: yaml.Node):
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
+def load_yaml(text: str):
+    """Parse YAML with the guide loader's rules (no aliases, bounded nesting); raises yaml.YAMLError."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4,300 digits
+        raise _Refused(f"a value cannot be read: {_clip(str(exc), 80)}", "put the value in quotes", None) from exc
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = 4
+_REPR.maxlevel = 2
+
+
+def _clip(value: object, limit: int = 60) -> str:
+    """A value as quoted in a message: cut to `limit` characters, containers summarised, never expanded in full."""
+    text = value if isinstance(value, str) else _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class _Handler(frontmatter.YAMLHandler):
     def load(self, fm: str, **kwargs):
-        return yaml.load(fm, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return load_yaml(fm)
 
 
 @dataclass(frozen=True)
@@ -74,7 +151,7 @@ class Taxonomy:
                 [Problem(str(path), 0, 0, "error", "taxonomy file is missing", "add taxonomy.yml listing categories and tags", "taxonomy.missing")]
             )
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = load_yaml(path.read_text(encoding="utf-8")) or {}
             cats = {slug: Category(slug, str(v.get("title", slug)), str(v.get("description", ""))) for slug, v in (data.get("categories") or {}).items()}
             tags = frozenset(str(t) for t in (data.get("tags") or []))
         except (yaml.YAMLError, AttributeError, TypeError, UnicodeDecodeError, OSError) as exc:
@@ -140,6 +217,30 @@ def is_home_page(url: str) -> bool:
     return not parts.path.strip("/") and not parts.query
 
 
+def _front_matter_limit(fm_text: str) -> tuple[int, str, str, str, int] | None:
+    """(line, message, hint, code, column) when the front matter is too large or its brackets nest too deeply to parse.
+
+    Checked before YAML parsing: PyYAML's scanner does work per open bracket for every token, so
+    thousands of '[' cost minutes before the nesting limit in `_Loader` is reached.
+    """
+    size = len(fm_text.encode("utf-8"))
+    if size > MAX_FRONT_MATTER_BYTES:
+        return (
+            2,
+            f"front matter is {size:,} bytes; the limit is {MAX_FRONT_MATTER_BYTES:,}",
+            "keep to the fields in the template, and put the rest in the body",
+            "front-matter.too-large",
+            1,
+        )
+    depth = 0
+    for m in re.finditer(r"[\[\]{}]", fm_text):
+        depth = depth + 1 if m.group(0) in "[{" else max(depth - 1, 0)
+        if depth > MAX_YAML_DEPTH:
+            col = m.start() - fm_text.rfind("\n", 0, m.start())
+            return 2 + fm_text.count("\n", 0, m.start()), f"brackets are nested more than {MAX_YAML_DEPTH} deep", FLAT_HINT, "front-matter.yaml", col
+    return None
+
+
 def _key_line(fm_text: str, key: str) -> int:
     """1-based file line of a top-level front matter key (the `---` is line 1)."""
     for i, line in enumerate(fm_text.splitlines()):
@@ -178,6 +279,282 @@ def read_text(path: Path, shown: str, problems: list[Problem], content_dir: Path
     return text.replace("\r\n", "\n")
 
 
+# ---- the body: masking, limits and link schemes -------------------------------------------------
+FENCE_RE = re.compile(r"^ {0,3}(```+|~~~+)")
+INLINE_CODE_RE = re.compile(r"(`+)(.+?)\1")
+COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+LINK_RE = re.compile(r"(!?)\[((?:[^\[\]\n]|\[[^\]\n]*\])*)\]\(\s*(<[^>\n]*>|[^)\s]*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)")
+REF_DEF_RE = re.compile(r"^ {0,3}\[([^\]^\n][^\]\n]*)\]:[ \t]*(<[^>\n]*>|\S+)", re.M)
+SCHEME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+LINK_SCHEMES = ("https", "http", "mailto")
+IMAGE_SCHEMES = ("https", "http")
+
+HEADING_START_RE = re.compile(r"^ {0,3}#{1,6}(?=[ \t]|$)", re.M)
+SETEXT_UNDERLINE_RE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$", re.M)
+HTML_TAG_START_RE = re.compile(r"<[A-Za-z/!?]")
+MARKUP_CHARS = ("\\", "`", "*", "_", "[", "!", "<", "&")
+ORDERED_MARKER_RE = re.compile(r"\d{1,9}[.)](?=[ \t]|$)")
+# An escaped '[' still counts as an opener (the plain-text regexes see it) but an escaped ']' never
+# closes (Python-Markdown does not see it), so the count errs on the side of a deeper nesting.
+BRACKET_TOKEN_RE = re.compile(r"\\[\s\S]|[\[\]()]|\n[ \t]*(?=\n)")
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    return text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
+
+
+def blank_spans(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """`_blank` for many (start, end) spans in one pass; blanking them one at a time copies the whole text for each."""
+    out: list[str] = []
+    last = 0
+    for start, end in sorted(spans):
+        start = max(start, last)
+        if start >= end:
+            continue
+        out.append(text[last:start])
+        out.append(re.sub(r"[^\n]", " ", text[start:end]))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def mask_markdown(body: str) -> tuple[str, int | None]:
+    """Blank out fenced code, inline code and HTML comments, keeping every offset in place.
+
+    Returns the masked text and the offset of an unclosed `<!--`, if any.
+    """
+    lines = body.split("\n")
+    out: list[str] = []
+    fence: str | None = None
+    for line in lines:
+        m = FENCE_RE.match(line)
+        if fence is None and m:
+            fence = m.group(1)[0] * 3
+            out.append(" " * len(line))
+        elif fence is not None:
+            if line.strip().startswith(fence):
+                fence = None
+            out.append(" " * len(line))
+        else:
+            out.append(INLINE_CODE_RE.sub(lambda mm: " " * len(mm.group(0)), line))
+    joined = "\n".join(out)
+    masked = blank_spans(joined, [m.span() for m in COMMENT_RE.finditer(joined)])
+    unclosed = masked.find("<!--")
+    if unclosed >= 0:
+        masked = _blank(masked, unclosed, len(masked))
+        return masked, unclosed
+    return masked, None
+
+
+def _nesting(line: str) -> int:
+    """How many containers a line sits in: one per '>' and list marker it starts with, one per 4 columns of indentation."""
+    depth = columns = i = 0
+    while i < len(line):
+        c = line[i]
+        if c == " ":
+            columns += 1
+        elif c == "\t":
+            columns += 4 - columns % 4
+        elif c == ">" or (c in "-*+" and line[i + 1 : i + 2] in ("", " ", "\t")):
+            depth += 1
+        elif c.isdigit() and (m := ORDERED_MARKER_RE.match(line, i)):
+            depth += 1
+            i = m.end()
+            continue
+        else:
+            break
+        i += 1
+    return depth + columns // 4
+
+
+def _bracket_depth(body: str, limit: int) -> tuple[int, int] | None:
+    """(depth, offset) where '[' or '(' brackets first nest deeper than `limit`, else None.
+
+    Python-Markdown looks for the ']' or ')' matching each '[' or '(' up to the end of the
+    paragraph, so depth is counted per paragraph.
+    """
+    square = round_ = 0
+    for m in BRACKET_TOKEN_RE.finditer(body):
+        token = m.group(0)
+        if token[0] == "\n":
+            square = round_ = 0
+            continue
+        c = token[-1]
+        if c == "[":
+            square += 1
+        elif c == "(":
+            round_ += 1
+        elif len(token) == 2:  # an escaped ']' or ')' closes nothing
+            continue
+        elif c == "]":
+            square = max(square - 1, 0)
+        elif c == ")":
+            round_ = max(round_ - 1, 0)
+        if square > limit or round_ > limit:
+            return max(square, round_), m.start()
+    return None
+
+
+def _where(body: str, body_line: int, offset: int) -> tuple[int, int]:
+    """Body offset -> 1-based (file line, column)."""
+    line_start = body.rfind("\n", 0, offset) + 1
+    return body_line + body.count("\n", 0, offset), offset - line_start + 1
+
+
+def limit_problems(body: str, body_line: int, shown: str) -> list[Problem]:
+    """The body's limits (lines, line length, headings, nesting, brackets, markup, HTML tags,
+    footnotes), each reported once at the place the body first goes over it.
+
+    Linear in the body's length, and run before anything renders the body: over the limits,
+    rendering and the checks may be slow. `body` is the text after the front matter, starting on
+    file line `body_line`; `shown` is the path in messages.
+    """
+    problems: list[Problem] = []
+
+    def err(offset: int, msg: str, hint: str, code: str) -> None:
+        line, col = _where(body, body_line, offset)
+        problems.append(Problem(shown, line, col, "error", msg, hint, code))
+
+    line_count = body.count("\n") + 1
+    if line_count > MAX_LINES:
+        err(
+            _nth(body, "\n", MAX_LINES) + 1,
+            f"the guide body has {line_count:,} lines; the limit is {MAX_LINES:,}",
+            "split it into several guides",
+            "body.lines",
+        )
+    offset = 0
+    too_long = too_deep = False
+    for line in body.split("\n"):
+        if len(line) > MAX_LINE_CHARS and not too_long:
+            too_long = True
+            err(
+                offset + MAX_LINE_CHARS,
+                f"this line is {len(line):,} characters long; the limit is {MAX_LINE_CHARS:,}",
+                "break it into paragraphs (a blank line between them) or shorter lines",
+                "body.line-length",
+            )
+        depth = 0 if too_deep else _nesting(line)
+        if depth > MAX_NESTING:
+            too_deep = True
+            err(
+                offset,
+                f"this line is nested {depth} levels deep (lists, quotes and indentation); the limit is {MAX_NESTING}",
+                "flatten the list or quote, and indent each level by 4 spaces",
+                "body.nesting",
+            )
+        offset += len(line) + 1
+    headings = [m.start() for m in HEADING_START_RE.finditer(body)]
+    for m in SETEXT_UNDERLINE_RE.finditer(body):
+        above = body.rfind("\n", 0, max(m.start() - 1, 0))
+        if m.start() > 0 and body[above + 1 : m.start() - 1].strip():
+            headings.append(m.start())
+    if len(headings) > MAX_HEADINGS:
+        err(
+            sorted(headings)[MAX_HEADINGS],
+            f"more than {MAX_HEADINGS} headings (this is heading {MAX_HEADINGS + 1}); the limit is {MAX_HEADINGS}",
+            "split the guide into several guides, or merge short sections",
+            "body.headings",
+        )
+    deep = _bracket_depth(body, MAX_BRACKET_DEPTH)
+    if deep:
+        err(
+            deep[1],
+            f"brackets are nested {deep[0]} deep here (an unclosed '[' or '(' counts until the next blank line); the limit is {MAX_BRACKET_DEPTH}",
+            "close each '[' with ']' and each '(' with ')', and check for one left open above this point",
+            "body.brackets",
+        )
+    tags = [m.start() for _, m in zip(range(MAX_HTML_TAGS + 1), HTML_TAG_START_RE.finditer(body), strict=False)]
+    if len(tags) > MAX_HTML_TAGS:
+        err(
+            tags[MAX_HTML_TAGS],
+            f"more than {MAX_HTML_TAGS} HTML tags or comments (this is number {MAX_HTML_TAGS + 1}); the limit is {MAX_HTML_TAGS}",
+            "write the guide in Markdown and delete the HTML (the site removes most of it anyway)",
+            "body.html",
+        )
+    dense = _dense_paragraph(body, MAX_MARKUP_PER_PARAGRAPH)
+    if dense is not None:
+        err(
+            dense,
+            f"this paragraph has more than {MAX_MARKUP_PER_PARAGRAPH} formatting characters "
+            f"({' '.join(MARKUP_CHARS)} and line breaks); the limit is {MAX_MARKUP_PER_PARAGRAPH}",
+            "split it into shorter paragraphs (a blank line between them), or use less formatting",
+            "body.markup",
+        )
+    footnotes = _nth(body, "[^", MAX_FOOTNOTE_REFS + 1)
+    if footnotes >= 0:
+        err(
+            footnotes,
+            f"more than {MAX_FOOTNOTE_REFS} footnote references and notes ('[^'); the limit is {MAX_FOOTNOTE_REFS}",
+            "cite fewer footnotes, or put the sources in the front matter's sources list",
+            "body.footnotes",
+        )
+    return problems
+
+
+def _dense_paragraph(body: str, limit: int) -> int | None:
+    """Offset of the line where a paragraph's formatting characters first exceed `limit`, else None.
+
+    Python-Markdown rebuilds a paragraph's whole text for each inline match (escape, code span,
+    emphasis, link, entity, line break), so the cost is matches times length; each match starts
+    with one of MARKUP_CHARS, or is a line ending in two spaces.
+    """
+    count = offset = 0
+    for line in body.split("\n"):
+        if not line.strip(" \t"):
+            count = 0
+        else:
+            count += sum(line.count(c) for c in MARKUP_CHARS) + line.endswith("  ")
+            if count > limit:
+                return offset
+        offset += len(line) + 1
+    return None
+
+
+def _nth(text: str, sub: str, n: int) -> int:
+    """Offset of the n-th (1-based) occurrence of `sub` in `text`, or -1."""
+    at = -1
+    for _ in range(n):
+        at = text.find(sub, at + 1)
+        if at < 0:
+            return -1
+    return at
+
+
+def scheme_problems(body: str, body_line: int, shown: str) -> list[Problem]:
+    """Links and images whose address names a scheme the site refuses (javascript:, data:, file:, ...).
+
+    The renderer drops such an address, so the link would go nowhere; refusing it here stops the
+    build and the site, not only the checker. Call only on a body within `limit_problems`.
+    """
+    problems: list[Problem] = []
+
+    def err(offset: int, msg: str, hint: str, code: str) -> None:
+        line, col = _where(body, body_line, offset)
+        problems.append(Problem(shown, line, col, "error", msg, hint, code))
+
+    masked, _ = mask_markdown(body)
+    for m in LINK_RE.finditer(masked):
+        _check_scheme(m.group(3), m.start(3), m.group(1) == "!", err)
+    for m in REF_DEF_RE.finditer(masked):
+        _check_scheme(m.group(2), m.start(2), False, err)
+    return problems
+
+
+def _check_scheme(url: str, start: int, is_image: bool, err) -> None:
+    if url.startswith("<"):
+        url, start = url[1:-1], start + 1
+    m = SCHEME_RE.match(url)
+    if not m:
+        return
+    scheme = m.group(0)[:-1].lower()
+    allowed = IMAGE_SCHEMES if is_image else LINK_SCHEMES
+    if scheme not in allowed:
+        what = "images" if is_image else "links"
+        target = "an image file saved next to the guide" if is_image else "an https:// page or a guide"
+        err(start, f"'{_clip(scheme, 30)}:' {what} are not allowed", f"use {target}", "link.scheme")
+
+
 def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.date | None = None) -> tuple[Guide | None, list[Problem]]:
     """Parse one guide file; return the Guide (or None) and every problem found."""
     today = today or clock.today()
@@ -207,13 +584,20 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         return None, problems
     fm_text = match.group(1) or ""
     body_line = text[: match.end()].count("\n") + 1
+    body_text = text[match.end() :]
+    over = limit_problems(body_text, body_line, shown)
+    problems.extend(over or scheme_problems(body_text, body_line, shown))
+    fm_over = _front_matter_limit(fm_text)
+    if fm_over:
+        err(*fm_over)
+        return None, problems
     try:
         post = frontmatter.loads(text, handler=_Handler())
         meta = post.metadata
     except yaml.YAMLError as outer:
         exc: yaml.YAMLError = outer
         try:  # re-parse our own slice of the file so marks count from its second line
-            yaml.safe_load(fm_text)
+            load_yaml(fm_text)
         except yaml.YAMLError as own:
             exc = own
         # an unclosed bracket or quote is reported where it was opened, not at the end of the block
@@ -221,7 +605,8 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         line = mark.line + 2 if mark else 1
         col = mark.column + 1 if mark else 1
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        err(line, f"front matter is not valid YAML: {reason}", "check indentation, colons and quotes (quote values containing ': ')", "front-matter.yaml", col)
+        hint = getattr(exc, "hint", "check indentation, colons and quotes (quote values containing ': ')")
+        err(line, f"front matter is not valid YAML: {reason}", hint, "front-matter.yaml", col)
         return None, problems
     if not isinstance(meta, dict):
         err(2, "front matter must be a mapping of field: value", "see the template", "front-matter.type")
@@ -239,8 +624,17 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         if key not in meta or meta[key] in (None, "", []):
             err(1, f"missing required field '{key}'", f"add '{key}:' to the front matter ({_FIELD_HELP[key]})", f"front-matter.{key}")
 
-    def line(key: str) -> int:
-        return _key_line(fm_text, key)
+    lines: dict[str, int] = {}
+
+    def line(key: str) -> int:  # cached: a long list can report one problem per item
+        if key not in lines:
+            lines[key] = _key_line(fm_text, key)
+        return lines[key]
+
+    def too_many(key: str, value: list) -> bool:
+        if len(value) > MAX_LIST_ITEMS:
+            err(line(key), f"'{key}' has {len(value):,} entries; at most {MAX_LIST_ITEMS}", "keep the ones that matter most", f"front-matter.{key}")
+        return len(value) > MAX_LIST_ITEMS
 
     def text_field(key: str, max_len: int) -> str:
         value = meta.get(key)
@@ -248,7 +642,7 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
             return ""
         if not isinstance(value, str):
             err(line(key), f"'{key}' must be text, got {type(value).__name__}", "put the value in quotes", f"front-matter.{key}")
-            return str(value)
+            return _clip(value)
         if len(value) > max_len:
             err(line(key), f"'{key}' is {len(value)} characters; at most {max_len}", "shorten it", f"front-matter.{key}")
         return value.strip()
@@ -259,11 +653,11 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
     category = meta.get("category")
     if category not in (None, ""):
         if not isinstance(category, str) or category not in taxonomy.categories:
-            err(line("category"), f"unknown category '{category}'", f"use one of: {', '.join(taxonomy.categories)}", "front-matter.category")
+            err(line("category"), f"unknown category '{_clip(category)}'", f"use one of: {', '.join(taxonomy.categories)}", "front-matter.category")
         elif folder and category != folder:
             err(
                 line("category"),
-                f"category '{category}' does not match the folder '{folder}'",
+                f"category '{_clip(category)}' does not match the folder '{folder}'",
                 f"move the file to content/{category}/ or set category: {folder}",
                 "front-matter.category",
             )
@@ -277,12 +671,19 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             err(line(key), f"'{key}' must be a list of text values", f"write it as {key}: [first, second]", f"front-matter.{key}")
             return ()
+        if too_many(key, value):
+            return ()
         return tuple(v.strip() for v in value)
 
     tags = str_list("tags")
     for tag in tags:
         if tag not in taxonomy.tags:
-            err(line("tags"), f"unknown tag '{tag}'", "use a tag listed in content/taxonomy.yml, or add it there in the same pull request", "front-matter.tags")
+            err(
+                line("tags"),
+                f"unknown tag '{_clip(tag)}'",
+                "use a tag listed in content/taxonomy.yml, or add it there in the same pull request",
+                "front-matter.tags",
+            )
     authors = str_list("authors")
 
     reviewed = meta.get("last_reviewed")
@@ -298,7 +699,7 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         if not isinstance(reviewed, dt.date):
             err(
                 line("last_reviewed"),
-                f"'last_reviewed' must be an ISO date (YYYY-MM-DD), got '{reviewed}'",
+                f"'last_reviewed' must be an ISO date (YYYY-MM-DD), got '{_clip(reviewed)}'",
                 "e.g. last_reviewed: 2026-11-20",
                 "front-matter.last_reviewed",
             )
@@ -317,7 +718,7 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         if not isinstance(applies_to, str) or not APPLIES_TO_RE.match(applies_to):
             err(
                 line("applies_to"),
-                f"'applies_to' must be 'evergreen' or a cycle like FP2027, got '{applies_to}'",
+                f"'applies_to' must be 'evergreen' or a cycle like FP2027, got '{_clip(applies_to)}'",
                 "use the foundation programme start year, e.g. applies_to: FP2027",
                 "front-matter.applies_to",
             )
@@ -330,12 +731,12 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
     if raw_sources not in (None, "", []):
         if not isinstance(raw_sources, list):
             err(line("sources"), "'sources' must be a list of {title, url} entries", "see the template", "front-matter.sources")
-        else:
+        elif not too_many("sources", raw_sources):
             for i, entry in enumerate(raw_sources, 1):
                 if isinstance(entry, dict) and isinstance(entry.get("title"), str) and isinstance(entry.get("url"), str):
                     url = entry["url"].strip()
                     if not re.match(r"^https?://[^\s/]+\.[^\s]+$", url):
-                        err(line("sources"), f"source {i} has an invalid URL '{url}'", "use a full https:// address", "front-matter.sources")
+                        err(line("sources"), f"source {i} has an invalid URL '{_clip(url)}'", "use a full https:// address", "front-matter.sources")
                     sources.append(Source(entry["title"].strip(), url))
                 else:
                     err(

@@ -99,3 +99,9 @@ class ConfigError(KBError):
     """One or more settings are invalid; the message lists every bad key."""
 
     status = 500
+
+
+class RenderError(KBError):
+    """A guide's Markdown could not be turned into a page: nested too deeply, or over the time budget."""
+
+    status = 503

@@ -23,10 +23,25 @@ import numpy as np
 
 from kb import clock
 from kb.chunking import MAX_CHARS, _split, plain_text
-from kb.content import FM_RE, Guide, Taxonomy, _key_line, guide_paths, is_home_page, load_guides
-from kb.errors import ContentError, KBError, Problem
+from kb.content import (
+    FM_RE,
+    LINK_RE,
+    REF_DEF_RE,
+    SCHEME_RE,
+    Guide,
+    Taxonomy,
+    _key_line,
+    blank_spans,
+    guide_paths,
+    is_home_page,
+    limit_problems,
+    load_guides,
+    mask_markdown,
+    read_text,
+)
+from kb.errors import ContentError, KBError, Problem, RenderError
 from kb.glossary import Glossary
-from kb.render import render_markdown
+from kb.render import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, PAGE_IDS, RENDER_HINT, URL_SCHEMES, render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +62,9 @@ ACRONYM_RE = re.compile(r"(?<![\w-])([A-Z][A-Z0-9&]*[A-Z0-9])(s?)(?![\w-])")
 INLINE_DEF_RE = re.compile(r"\(([A-Z][A-Z0-9&]*[A-Z0-9])s?\)")
 HYPHENATED_RE = re.compile(r"(?<![\w-])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+(?![\w-])")
 
-HEADING_LINE_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+# `(.*)` and not `(.*?)[ \t]*$`: the lazy form backtracks quadratically on a long run of spaces
+HEADING_LINE_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-FENCE_RE = re.compile(r"^ {0,3}(```+|~~~+)")
-INLINE_CODE_RE = re.compile(r"(`+)(.+?)\1")
-COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
-LINK_RE = re.compile(r"(!?)\[((?:[^\[\]\n]|\[[^\]\n]*\])*)\]\(\s*(<[^>\n]*>|[^)\s]*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)")
-REF_DEF_RE = re.compile(r"^ {0,3}\[([^\]^\n][^\]\n]*)\]:[ \t]*(<[^>\n]*>|\S+)", re.M)
 REF_USE_RE = re.compile(r"(?<![\]\\])\[([^\]\n]+)\]\[([^\]\n]*)\]")
 ABBR_DEF_RE = re.compile(r"^\*\[([^\]\n]+)\]:", re.M)
 AUTOLINK_RE = re.compile(r"<(https?://[^>\s]+)>")
@@ -61,6 +72,10 @@ HTTP_RE = re.compile(r"http://([^\s/)\]>\"'`]+)[^\s)\]>\"'`]*", re.I)
 HTTPS_HOST_RE = re.compile(r"https://([^\s/)\]>\"'`:]+)", re.I)
 PLACEHOLDER_RE = re.compile(r"\bTODO\b")
 SITE_PAGES = ("/", "/guides", "/tags", "/search")
+RAW_TAG_RE = re.compile(r"<([A-Za-z][A-Za-z0-9-]*)(?=[\s/>])((?:[^<>\"']|\"[^\"]*\"|'[^']*')*)/?>")
+RAW_ATTR_RE = re.compile(r"([^\s=/>\"']+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s\"'>]+))?")
+ATTR_LIST_RE = re.compile(r"\{:?([^{}\n]*)\}")
+ATTR_LIST_ID_RE = re.compile(r"(?:^|\s)(?:#|id=[\"']?)([^\s\"'}]+)")
 
 WEB_STATIC = Path(__file__).resolve().parent / "web" / "static"
 
@@ -146,58 +161,34 @@ class Source:
         return self.body_line + i, offset - self.line_starts[i] + 1
 
 
-def _blank(text: str, start: int, end: int) -> str:
-    return text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
+def read_source(path: Path, content_dir: Path, problems: list[Problem] | None = None) -> Source | None:
+    """Read a guide file for the checks below; None when it cannot be checked.
 
-
-def mask_markdown(body: str) -> tuple[str, int | None]:
-    """Blank out fenced code, inline code and HTML comments, keeping every offset in place.
-
-    Returns the masked text and the offset of an unclosed `<!--`, if any.
+    That is when it is unreadable, has no front matter or is over a limit (load_guides has
+    reported why), or cannot be rendered (reported into `problems`, when given).
     """
-    lines = body.split("\n")
-    out: list[str] = []
-    fence: str | None = None
-    for line in lines:
-        m = FENCE_RE.match(line)
-        if fence is None and m:
-            fence = m.group(1)[0] * 3
-            out.append(" " * len(line))
-        elif fence is not None:
-            if line.strip().startswith(fence):
-                fence = None
-            out.append(" " * len(line))
-        else:
-            out.append(INLINE_CODE_RE.sub(lambda mm: " " * len(mm.group(0)), line))
-    masked = "\n".join(out)
-    for m in COMMENT_RE.finditer(masked):
-        masked = _blank(masked, m.start(), m.end())
-    unclosed = masked.find("<!--")
-    if unclosed >= 0:
-        masked = _blank(masked, unclosed, len(masked))
-        return masked, unclosed
-    return masked, None
-
-
-def read_source(path: Path, content_dir: Path) -> Source | None:
-    """Read a guide file for the checks below; None when unreadable or without front matter
-    (load_guides has reported why)."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
-    except (OSError, UnicodeDecodeError):
-        return None
-    m = FM_RE.match(text)
-    if not m:
-        return None
     try:
         shown = str(path.relative_to(Path.cwd()))
     except ValueError:
         shown = str(path)
+    text = read_text(path, shown, [], content_dir)
+    if text is None:
+        return None
+    m = FM_RE.match(text)
+    if not m:
+        return None
     body = text[m.end() :]
     body_line = text[: m.end()].count("\n") + 1
+    if limit_problems(body, body_line, shown):
+        return None  # the checks below are only fast within the limits
     masked, unclosed = mask_markdown(body)
     line_starts = [0] + [i + 1 for i, ch in enumerate(body) if ch == "\n"]
-    rendered = render_markdown(body)
+    try:
+        rendered = render_markdown(body)
+    except RenderError as exc:
+        if problems is not None:
+            problems.append(Problem(shown, body_line, 1, "error", exc.message, RENDER_HINT, "body.render"))
+        return None
     rendered_anchors = [a for _, a, _ in rendered.headings]
     anchors = set(rendered_anchors) | set(re.findall(r'\bid="([^"]+)"', rendered.html))
     headings: list[tuple[int, int, str, str]] = []
@@ -207,7 +198,7 @@ def read_source(path: Path, content_dir: Path) -> Source | None:
         hm = HEADING_LINE_RE.match(line)
         if hm:
             level = len(hm.group(1))
-            raw = (hm.group(2) or "").rstrip("#").strip()
+            raw = (hm.group(2) or "").strip().rstrip("#").strip()
             anchor = ""
             if 2 <= level <= 4 and toc_i < len(rendered_anchors):
                 anchor = rendered_anchors[toc_i]
@@ -373,12 +364,9 @@ def _check_link(f: _Found, src: Source, site: SiteMap, start: int, url: str) -> 
     if not url:
         f.at(start, "error", "link has no address", "put the address inside the brackets: [text](/guides/slug)", "link.empty")
         return
-    scheme = url.split(":", 1)[0].lower() if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", url) else ""
-    if scheme in ("https", "http", "mailto"):
-        return  # external; http:// is reported by the https check
+    scheme = url.split(":", 1)[0].lower() if SCHEME_RE.match(url) else ""
     if scheme:
-        f.at(start, "error", f"'{scheme}:' links are not allowed", "link to an https:// page or a guide", "link.scheme")
-        return
+        return  # external (http:// is reported by the https check), or a refused scheme load_guides reports
     path, _, anchor = url.partition("#")
     path = path.split("?", 1)[0]
     if not path:
@@ -458,6 +446,8 @@ def _check_image(f: _Found, src: Source, start: int, url: str, alt: str) -> None
     if not url:
         f.at(start, "error", "image has no address", "put the file name inside the brackets", "image.missing")
         return
+    if SCHEME_RE.match(url) and not re.match(r"^https?://", url, re.I):
+        return  # a refused scheme (data:, javascript:, ...): load_guides reports it
     if re.match(r"^https?://", url, re.I):
         f.at(
             start,
@@ -486,6 +476,52 @@ def _check_http_line(f: _Found, site: SiteMap, line: int, col: int, url: str, ho
         f.line(line, col, "warning", f"insecure link {url}", f"use {secure} if the site supports it", "link.http")
 
 
+def check_html(src: Source) -> list[Problem]:
+    """Raw HTML the site removes (tags such as <script>, <iframe> or <form>, event and style
+    attributes, addresses other than https/http/mailto) and ids the page itself uses, which the
+    site drops (raw HTML) or renames (`{: #feedback}`): each would silently not do what its author meant."""
+    f = _Found(src)
+    for m in RAW_TAG_RE.finditer(src.masked):
+        tag = m.group(1).lower()
+        if tag not in ALLOWED_TAGS:
+            f.at(
+                m.start(),
+                "error",
+                f"raw HTML <{tag[:30]}> is removed from the page"
+                + (", with everything inside it" if tag in ("script", "style", "template") else " (any text inside it stays, as plain text)"),
+                "write it in Markdown (a link is [text](https://...)); the only HTML kept is simple tags such as <sup>, <sub>, <br> and <details>",
+                "html.tag",
+            )
+            continue
+        allowed = ALLOWED_ATTRIBUTES["*"] | ALLOWED_ATTRIBUTES.get(tag, set())
+        for a in RAW_ATTR_RE.finditer(m.group(2)):
+            name, value = a.group(1).lower(), (a.group(2) or "").strip("\"'").strip()
+            offset = m.start(2) + a.start()
+            if name not in allowed:
+                f.at(
+                    offset,
+                    "error",
+                    f"attribute '{name[:30]}' on <{tag}> is removed from the page",
+                    "delete it: guides allow no scripts, styles or other attributes",
+                    "html.attribute",
+                )
+            elif name in ("href", "src") and (scheme := SCHEME_RE.match(value)) and scheme.group(0)[:-1].lower() not in URL_SCHEMES:
+                f.at(offset, "error", f"'{scheme.group(0)[:30]}' addresses are removed from the page", "link to an https:// page or a guide", "html.attribute")
+            elif name == "id" and value in PAGE_IDS:
+                f.at(offset, "error", f"id '{value}' is used by the page itself, so the site removes it", "choose another id", "html.page-id")
+    for m in ATTR_LIST_RE.finditer(src.masked):
+        for a in ATTR_LIST_ID_RE.finditer(m.group(1)):
+            if a.group(1) in PAGE_IDS:
+                f.at(
+                    m.start(1) + a.start(1),
+                    "error",
+                    f"id '{a.group(1)}' is used by the page itself, so the site renames it '{a.group(1)}-section'",
+                    "choose another id",
+                    "html.page-id",
+                )
+    return f.items
+
+
 def check_glossary(src: Source, glossary: Glossary) -> list[Problem]:
     """Acronyms used in the guide that content/glossary.yml does not define (one warning each).
 
@@ -495,20 +531,15 @@ def check_glossary(src: Source, glossary: Glossary) -> list[Problem]:
     f = _Found(src)
     known = set(glossary.lookup())
     text = src.masked
-    for m in LINK_RE.finditer(text):
-        text = _blank(text, m.start(3), m.end(3))
+    # each stage blanks its matches in one pass: one copy of the text per match is quadratic
+    text = blank_spans(text, [m.span(3) for m in LINK_RE.finditer(text)])
     for m in ABBR_DEF_RE.finditer(text):
         known.add(m.group(1).strip().casefold())
-    for m in re.finditer(r"https?://\S+", text):
-        text = _blank(text, m.start(), m.end())
+    text = blank_spans(text, [m.span() for m in re.finditer(r"https?://\S+", text)])
     phrases = sorted((k for k in known if " " in k or "-" in k), key=len, reverse=True)
     lowered = text.casefold()
-    for phrase in phrases:
-        for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lowered):
-            text = _blank(text, m.start(), m.end())
-    for m in HYPHENATED_RE.finditer(text):
-        if m.group(0).casefold() in known:
-            text = _blank(text, m.start(), m.end())
+    text = blank_spans(text, [m.span() for phrase in phrases for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lowered)])
+    text = blank_spans(text, [m.span() for m in HYPHENATED_RE.finditer(text) if m.group(0).casefold() in known])
     # spelled out in place, e.g. "Planning Management (MAN)": the reader has it right there
     reported: set[str] = set(INLINE_DEF_RE.findall(text))
     for m in ACRONYM_RE.finditer(text):
@@ -877,7 +908,7 @@ def check_content(
         problems.extend(exc.problems)
     taxonomy = Taxonomy.load(content_dir)
     all_paths = guide_paths(content_dir)
-    sources = {p.resolve(): s for p in all_paths if (s := read_source(p.resolve(), content_dir))}
+    sources = {p.resolve(): s for p in all_paths if (s := read_source(p.resolve(), content_dir, problems))}
 
     scope: set[Path] | None = None
     errors_everywhere = False
@@ -918,6 +949,7 @@ def check_content(
     for path, src in sources.items():
         problems.extend(check_structure(src))
         problems.extend(check_links(src, site))
+        problems.extend(check_html(src))
         problems.extend(check_glossary(src, glossary))
         guide = by_path.get(path)
         if guide is not None:

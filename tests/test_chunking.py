@@ -38,3 +38,22 @@ def test_long_sections_split_on_paragraphs():
 
 def test_plain_text_strips_markdown():
     assert plain_text("**Bold** and [a link](/guides/x) and `code`") == "Bold and a link and code"
+
+
+def test_plain_text_keeps_its_output_in_linear_time_forms():
+    # the patterns were rewritten so no hostile guide makes them backtrack; what they produce is unchanged
+    assert plain_text("Intro:\n\n- one\n- two") == "Intro:\n- one\n- two"  # as before: the blank line before a list goes
+    assert plain_text("[a link\nacross lines](https://x.org) and ![alt](p.png)") == "a link\nacross lines and alt"
+    assert plain_text('!!! note "Worth knowing"\n    Body.') == "Worth knowing\nBody."
+    assert plain_text("| a | b |\n|---|:-:|\n| 1 | 2 |") == "a b\n\n1 2"
+    assert plain_text("Note[^1].\n\n[^1]: A source.") == "Note.\n\nA source."
+    assert plain_text("<b>bold</b> and 3 < 5") == "bold and 3 < 5"
+    assert plain_text("a\n\n\n\n   \n\nb") == "a\n\nb"
+
+
+def test_heading_text_drops_closing_hashes_without_backtracking():
+    g = guide("psa-resits")
+    body = "Intro.\n\n## Closed heading ##   \n\nText.\n\n## ## \n\nMore.\n\n## Spaces" + " " * 3000 + "end\n\nLast.\n"
+    g2 = type(g)(**{**g.__dict__, "body": body})
+    headings = [c.heading for c in chunk_guide(g2, render_markdown(body)) if c.heading]
+    assert headings == ["Closed heading", "#", "Spaces end"]

@@ -1,9 +1,13 @@
 """kb.render: sanitising, anchors, table of contents, glossary tooltips."""
 
+import re
+from pathlib import Path
+
 import pytest
 
+from kb import render
 from kb.glossary import Glossary
-from kb.render import render_markdown
+from kb.render import PAGE_IDS, render_markdown
 from tests.conftest import FIXTURE_CONTENT
 
 XSS = [
@@ -72,3 +76,19 @@ def test_glossary_abbr_tooltips():
     html = render_markdown("Sit the PSA before F1.", g).html
     assert '<abbr title="Prescribing Safety Assessment">PSA</abbr>' in html
     assert '<abbr title="Foundation Year 1">F1</abbr>' in html
+
+
+def test_page_ids_cover_every_id_the_templates_use():
+    """A guide element may not take an id the page around it uses; PAGE_IDS must list them all."""
+    templates = Path(render.__file__).parent / "web" / "templates"
+    ids: set[str] = set()
+    for path in templates.glob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        ids |= set(re.findall(r'\bid="([^"{]+)"', text))
+        for input_id in re.findall(r'\binput_id="([^"]+)"', text):  # _search_box.html adds these suffixes
+            ids |= {input_id, f"{input_id}-list", f"{input_id}-msg", f"{input_id}-panel"}
+        ids |= set(re.findall(r'\bform_id="([^"]+)"', text))
+    assert ids and "feedback" in ids and "q" in ids
+    assert ids <= PAGE_IDS, sorted(ids - PAGE_IDS)
+    rendered = render_markdown("## Feedback\n\nText.\n\n## Main\n\nMore.\n")
+    assert [a for _, a, _ in rendered.headings] == ["feedback-section", "main-section"]
