@@ -33,7 +33,7 @@ import numpy as np
 from kb import keyword_index, vector_index
 from kb.chunking import MAX_CHARS, Chunk, chunk_guide
 from kb.content import Guide, load_guides
-from kb.embedding import ENCODERS_DIR, Embedder, export_debris
+from kb.embedding import ENCODERS_DIR, Embedder, export_debris, sha256_file
 from kb.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem, RenderError
 from kb.glossary import Glossary, short_forms
@@ -119,14 +119,6 @@ class BuildReport:
         d = asdict(self)
         d["warnings"] = [p.as_dict() for p in self.warnings]
         return d
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def content_hash(guides: list[Guide], glossary: Glossary) -> str:

@@ -109,7 +109,8 @@ def export_debris(onnx_dir: Path) -> list[Path]:
     return found
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (index files and encoder exports record these)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -138,7 +139,7 @@ def export_problem(folder: Path, *, thorough: bool = False) -> str | None:
     if isinstance(recorded, dict):
         for name in EXPORT_FILES:
             try:
-                if _sha256(folder / name) != recorded.get(name):
+                if sha256_file(folder / name) != recorded.get(name):
                     return f"{name} does not match its checksum (truncated or altered)"
             except OSError as exc:
                 return f"{name} cannot be read ({exc.strerror or exc})"
@@ -157,7 +158,7 @@ def _record_checksums(folder: Path) -> None:
     meta = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(meta.get("files"), dict):
         return
-    meta["files"] = {name: _sha256(folder / name) for name in EXPORT_FILES}
+    meta["files"] = {name: sha256_file(folder / name) for name in EXPORT_FILES}
     tmp = folder / f".meta-{os.getpid()}.json"
     tmp.write_text(json.dumps(meta), encoding="utf-8")
     os.replace(tmp, path)  # a server reading meta.json sees the old text or the new, never half
@@ -397,7 +398,7 @@ class SentenceTransformerEmbedder:
             "max_seq_length": int(model.max_seq_length),
             "probe": PROBE,
             "probe_vector": [float(x) for x in self.encode([PROBE])[0]],
-            "files": {name: _sha256(tmp / name) for name in EXPORT_FILES},
+            "files": {name: sha256_file(tmp / name) for name in EXPORT_FILES},
         }
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 

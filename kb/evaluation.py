@@ -52,6 +52,13 @@ class Judged:
         return sorted((g + (1 if self.anchors.get(s) else 0) for s, g in self.grades.items() if g > 0), reverse=True)
 
 
+def _read_yaml(path: Path, what: str):
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise ContentError([Problem(str(path), 0, 0, "error", f"cannot read {what}: {exc}", "fix the YAML", "eval.yaml")]) from exc
+
+
 def half_of(query: str) -> str:
     """ "tune" or "test": the fixed split of every labelled set, by a hash of the query's text.
 
@@ -78,10 +85,7 @@ class Unanswerable:
 def load_unanswerable(path: Path | str) -> list[Unanswerable]:
     """Read tests/relevance/unanswerable.yml; raise ContentError on bad entries."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except (OSError, yaml.YAMLError) as exc:
-        raise ContentError([Problem(str(path), 0, 0, "error", f"cannot read the unanswerable queries: {exc}", "fix the YAML", "eval.yaml")]) from exc
+    data = _read_yaml(path, "the unanswerable queries")
     out, problems, seen = [], [], set()
     for i, entry in enumerate(data if isinstance(data, list) else [], 1):
         q = entry.get("q") if isinstance(entry, dict) else None
@@ -130,10 +134,7 @@ def recall_at_k(ranked: Sequence[str], relevant: Iterable[str], k: int) -> float
 def load_judgements(path: Path | str) -> list[Judged]:
     """Read a labelled query file (see tests/relevance/student_queries.yml); raise ContentError on bad entries."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except (OSError, yaml.YAMLError) as exc:
-        raise ContentError([Problem(str(path), 0, 0, "error", f"cannot read the labelled queries: {exc}", "fix the YAML", "eval.yaml")]) from exc
+    data = _read_yaml(path, "the labelled queries")
     problems: list[Problem] = []
     out: list[Judged] = []
     seen: set[str] = set()

@@ -21,23 +21,13 @@ from kb.content import load_guides
 from kb.errors import ContentError, RenderError
 from kb.render import render_markdown
 from kb.validate import CheckOptions, check_content
-from tests.conftest import FIXTURE_CONTENT
+from tests.conftest import FIXTURE_CONTENT, ROOT
 from tests.fakes import HashEmbedder
 
-FRONT = """---
-title: "Hostile guide"
-summary: "A guide built to be expensive."
-category: psa
-tags: [psa]
-authors: ["Tester"]
-last_reviewed: 2026-11-01
-applies_to: evergreen
-sources:
-  - title: "PSA"
-    url: "https://www.prescribingsafetyassessment.ac.uk/aboutpsa"
----
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_hostile_guides  # noqa: E402
 
-"""
+FRONT = bench_hostile_guides.FRONT  # one hostile front matter for the tests and the benchmark
 BODY_LINE = FRONT.count("\n") + 1  # the file line the body starts on
 INTRO = "An introduction.\n\n"
 
