@@ -49,7 +49,8 @@ def fill_body(path: Path) -> None:
 
 
 @pytest.fixture
-def real_copy(tmp_path) -> Path:
+def real_copy(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("KB_TODAY", TODAY.isoformat())  # a copy of the real guides is judged on their day
     content = tmp_path / "content"
     shutil.copytree(ROOT / "content", content)
     return content
