@@ -699,8 +699,8 @@ class IndexStatus:
     reason: str = ""
 
 
-def index_status(content_dir: Path | str, index_dir: Path | str, model: str | None = None) -> IndexStatus:
-    """Compare the live manifest with the guides on disk (by content hash)."""
+def index_status(content_dir: Path | str, index_dir: Path | str, model: str | None = None, today: dt.date | None = None) -> IndexStatus:
+    """Compare the live manifest with the guides on disk (by content hash); `today` as for load_guides."""
     gen = current_path(index_dir)
     if gen is None:
         return IndexStatus(False, reason="no index built")
@@ -711,7 +711,7 @@ def index_status(content_dir: Path | str, index_dir: Path | str, model: str | No
         return IndexStatus(False, gen.name, reason=exc.message)
     if model and manifest.get("model") != model:
         return IndexStatus(True, gen.name, True, reason=f"built with model {manifest.get('model')}, configured {model}")
-    guides, _ = load_guides(content_dir)
+    guides, _ = load_guides(content_dir, today)
     glossary_ok = True
     try:
         glossary = Glossary.load(content_dir)

@@ -390,7 +390,7 @@ def report_cmd(days, limit, as_json):
     s = _settings()
     store = Store(database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"], s["KB_TODAY"])
     try:
-        guides, _ = load_guides(s["KB_CONTENT_DIR"])
+        guides, _ = load_guides(s["KB_CONTENT_DIR"], clock.today(s["KB_TODAY"] or None))
     except ContentError:
         guides = []
     try:

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,10 @@ class LibrarySnapshot:
 class Library:
     """The guides as they are on disk now, re-read when files change (live preview for free)."""
 
-    def __init__(self, content_dir: Path, check_interval: float = 1.0):
+    def __init__(self, content_dir: Path, check_interval: float = 1.0, today: Callable[[], dt.date] | None = None):
         self.content_dir = Path(content_dir)
         self.check_interval = check_interval
+        self.today = today or clock.today  # the day "last reviewed in the future" is judged on
         self._snap: LibrarySnapshot | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -67,7 +69,7 @@ class Library:
             problems: list[Problem] = []
             try:
                 taxonomy = Taxonomy.load(self.content_dir)
-                guides, problems = load_guides(self.content_dir)
+                guides, problems = load_guides(self.content_dir, self.today())
             except ContentError as exc:
                 taxonomy, guides, problems = Taxonomy({}, frozenset()), [], list(exc.problems)
             try:
@@ -107,7 +109,7 @@ class KnowledgeBase:
         self.settings = settings
         self.content_dir = Path(settings["KB_CONTENT_DIR"])
         self.index_dir = Path(settings["KB_INDEX_DIR"])
-        self.library = Library(self.content_dir)
+        self.library = Library(self.content_dir, today=self.today)
         self.embedder = embedder or SentenceTransformerEmbedder(
             settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"], onnx_dir=self.index_dir / ENCODERS_DIR
         )
@@ -175,7 +177,7 @@ class KnowledgeBase:
                 built_at=gen.manifest.get("built_at"),
                 index_model=gen.manifest.get("model"),
             )
-            st = index_status(self.content_dir, self.index_dir)
+            st = index_status(self.content_dir, self.index_dir, today=self.today())
             out["search_behind_content"] = st.stale
         except KBError as exc:  # a broken index: the same plain message a search gets
             out.update(ok=False, error=exc.message)

@@ -606,7 +606,7 @@ def test_broken_copy_reports_one_line_per_problem_and_names_the_original(tmp_pat
     original = (content / "starting-f1" / "rotas-and-pay-basics.md").read_text(encoding="utf-8")
     section = re.search(r"^## What is a rota\?\n.*?(?=^## )", original, re.S | re.M).group(0)
     (content / "placements" / "surviving-your-first-on-call.md").write_text(
-        front(title="Surviving your first on-call", category="placements", tags="[placements, f1]", reviewed="2026-11-25")
+        front(title="Surviving your first on-call", category="placements", tags="[placements, f1]", reviewed=content_today().isoformat())
         + "Your first on-call is a rite of passage.\n\n"
         + section
         + "## Who do I call when I am stuck?\n\nCall your registrar early; nobody expects you to manage alone.\n",
