@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # tests/test_render.py checks this list against the templates.
 PAGE_IDS = frozenset(
     {
+        "answer-heading",
         "cat-heading",
         "did-you-mean-slot",
         "error-q",
@@ -64,6 +65,7 @@ PAGE_IDS = frozenset(
         "related-heading",
         "result-count",
         "results",
+        "results-heading",
         "search-form",
         "search-heading",
         "search-page-form",

@@ -211,6 +211,7 @@ class Store:
         self._engine: Engine | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._schema_lock = threading.Lock()
         self._schema_ready = False
 
     def now(self) -> dt.datetime:
@@ -259,6 +260,11 @@ class Store:
         """Create the tables if they are missing (idempotent; safe from several processes at once)."""
         if self._schema_ready:
             return
+        with self._schema_lock:  # threads of one process wait for each other; processes race and retry below
+            if not self._schema_ready:
+                self._create_schema()
+
+    def _create_schema(self) -> None:
         try:
             metadata.create_all(self.engine, checkfirst=True)
         except SQLAlchemyError as exc:
