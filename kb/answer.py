@@ -6,7 +6,7 @@ import functools
 import html
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from kb.keyword_index import analyse, stem
@@ -14,7 +14,7 @@ from kb.keyword_index import analyse, stem
 VERDICTS = ("answered", "related", "not_covered")
 
 # Tuned once on the tuning half of the labelled sets (tests/relevance/), then frozen; the test half
-# and SciFact were measured with these values (docs/BENCHMARKS.md, "Answers and coverage").
+# was measured with these values (docs/BENCHMARKS.md, "Answers and coverage").
 # Grid search on the tuning half: the most cards shown with at least 88% of unanswerable questions
 # flagged, at most 5% of answerable ones called not covered, and at least 30% of unanswerable ones
 # called not covered (not merely related).
@@ -38,13 +38,28 @@ class Wanted:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A section weighed for the verdict: the first shown under one of the top guides."""
+
+    chunk: object  # has slug, title, anchor, heading, heading_path and text
+    cosine: float | None
+    lexical: float
+
+
+@dataclass(frozen=True)
 class Coverage:
-    """How well the guides cover a query: the verdict and the evidence behind it."""
+    """How well the guides cover a query: the verdict and the evidence behind it.
+
+    `candidates` and `wanted` are what the verdict was worked out from, kept so that calibration
+    (scripts/calibrate_answers.py) re-weighs exactly the site's own evidence; they are not published.
+    """
 
     verdict: str
     score: float
     semantic: float | None
     lexical: float
+    candidates: tuple[Candidate, ...] = field(default=(), repr=False, compare=False)
+    wanted: tuple[Wanted, ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict:
         return {
@@ -145,6 +160,17 @@ def best_passage(text: str, wanted: Sequence[Wanted], max_sentences: int = MAX_S
     return start, end, score
 
 
+def section_stems(chunk) -> frozenset[str]:
+    """Stems of everything a section says: its guide's title, its headings and its text."""
+    return _stems(f"{chunk.title}\n{' '.join(chunk.heading_path)}\n{chunk.text}")
+
+
+def passage(text: str, wanted: Sequence[Wanted]) -> str:
+    """The best passage of a section's text for the query, on one line (see best_passage)."""
+    a, b, _ = best_passage(text, wanted)
+    return " ".join(text[a:b].split())
+
+
 def mark(text: str, stems: Iterable[str]) -> str:
     """`text` HTML-escaped, with every word whose stem is in `stems` wrapped in <mark>."""
     wanted = set(stems)
@@ -212,28 +238,27 @@ def assess(
 
     The best candidate is the one with the highest confidence; its best passage is the card.
     """
+    wanted = tuple(wanted)
     if not candidates:
-        return Coverage("not_covered", 0.0, None, 0.0), None
-    scored = []
-    for chunk, cos in candidates:
-        lex = lexical_coverage(wanted, _stems(f"{chunk.title}\n{' '.join(chunk.heading_path)}\n{chunk.text}"))
-        scored.append((confidence(cos, lex, weight), cos, lex, chunk))
-    score, cos, lex, chunk = max(scored, key=lambda s: s[0])  # max keeps the earliest of equals
-    cov = Coverage(verdict_for(score, answered_at, related_at), score, cos, lex)
+        return Coverage("not_covered", 0.0, None, 0.0, wanted=wanted), None
+    weighed = tuple(Candidate(chunk, cos, lexical_coverage(wanted, section_stems(chunk))) for chunk, cos in candidates)
+    best = max(weighed, key=lambda c: confidence(c.cosine, c.lexical, weight))  # max keeps the earliest of equals
+    score = confidence(best.cosine, best.lexical, weight)
+    cov = Coverage(verdict_for(score, answered_at, related_at), score, best.cosine, best.lexical, weighed, wanted)
     if cov.verdict != "answered":
         return cov, None
-    a, b, _ = best_passage(chunk.text, wanted)
-    passage = " ".join(chunk.text[a:b].split())
-    if not passage:
+    chunk = best.chunk
+    text = passage(chunk.text, wanted)
+    if not text:
         return cov, None
     stems = {s for w in wanted for f in w.forms for s in f}
     return cov, Answer(
-        text=passage,
-        html=mark(passage, stems),
+        text=text,
+        html=mark(text, stems),
         slug=chunk.slug,
         title=chunk.title,
         anchor=chunk.anchor,
         heading=chunk.heading or "Overview",
-        url=deep_link(chunk.slug, chunk.anchor, passage, highlight),
+        url=deep_link(chunk.slug, chunk.anchor, text, highlight),
         score=score,
     )

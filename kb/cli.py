@@ -242,7 +242,7 @@ def _check(paths, content_dir, index_dir, fmt, strict, changed_only, base, stale
         stale_after or s["KB_STALE_AFTER_DAYS"],
         not no_duplicates,
         threshold,
-        today.date() if today else clock.today(s["KB_TODAY"] or None),
+        today.date() if today else clock.today(s["KB_TODAY"]),
         s["KB_TORCH_THREADS"],
     )
     sys.exit(code)
@@ -390,7 +390,7 @@ def report_cmd(days, limit, as_json):
     s = _settings()
     store = Store(database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"], s["KB_TODAY"])
     try:
-        guides, _ = load_guides(s["KB_CONTENT_DIR"], clock.today(s["KB_TODAY"] or None))
+        guides, _ = load_guides(s["KB_CONTENT_DIR"], clock.today(s["KB_TODAY"]))
     except ContentError:
         guides = []
     try:

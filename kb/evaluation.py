@@ -370,8 +370,8 @@ def evaluate(
             ms = (time.perf_counter() - started) * 1000
             ranked = [(g.slug, g.hits[0].anchor) for g in response.groups]
             result = score_query(j, ranked, ms, k, response.did_you_mean)
-            result.coverage = response.coverage.verdict if getattr(response, "coverage", None) else None
-            result.card = response.answer.text if getattr(response, "answer", None) else None
+            result.coverage = response.coverage.verdict
+            result.card = response.answer.text if response.answer else None
             results.append(result)
             if progress:
                 progress(mode, n)
@@ -393,7 +393,7 @@ def verdicts(searcher, items: Sequence[Unanswerable], mode: str = "hybrid", k: i
     out = {}
     for u in items:
         response = searcher.search(u.query, limit=k, mode=mode)
-        out[u.qid] = response.coverage.verdict if getattr(response, "coverage", None) else "answered"
+        out[u.qid] = response.coverage.verdict
     return out
 
 

@@ -164,6 +164,7 @@ class KnowledgeBase:
             response,
             hits=tuple(h for h in response.hits if h.slug in present),
             groups=tuple(g for g in response.groups if g.slug in present),
+            answer=response.answer if response.answer is None or response.answer.slug in present else None,
         )
 
     def status(self) -> dict[str, Any]:
@@ -206,4 +207,4 @@ class KnowledgeBase:
 
     def today(self) -> dt.date:
         """The day stale banners are judged on: the KB_TODAY setting, else the real clock."""
-        return clock.today(self.settings.get("KB_TODAY") or None)
+        return clock.today(self.settings.get("KB_TODAY"))

@@ -207,7 +207,7 @@ class Store:
     def __init__(self, url: str, retention_days: int = 180, today: str | dt.date | None = None):
         self.url = url
         self.retention_days = retention_days
-        self.today = today or None
+        self.today = today
         self._engine: Engine | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -341,7 +341,7 @@ class Store:
                         "results": ev.results,
                         "took_ms": None if ev.took_ms is None else round(float(ev.took_ms), 2),
                         "source": ev.source[:8],
-                        "coverage": (ev.coverage or None) and ev.coverage[:12],
+                        "coverage": ev.coverage[:12] if ev.coverage else None,
                     }
                     self._insert_ignoring_duplicate(conn, searches, row)
                 else:

@@ -25,25 +25,13 @@ import click  # noqa: E402
 from kb import answer  # noqa: E402
 from kb.embedding import SentenceTransformerEmbedder  # noqa: E402
 from kb.evaluation import DEFAULT_QUERIES, DEFAULT_UNANSWERABLE, load_judgements, load_unanswerable, phrase_in  # noqa: E402
-from kb.search import Searcher, parse_query, wanted_of  # noqa: E402
+from kb.search import Searcher  # noqa: E402
 
 
 def signals(searcher: Searcher, query: str) -> list[dict]:
-    """The three candidates the site would weigh for `query`: cosine, lexical share and best passage."""
-    response = searcher.search(query, limit=10, mode="hybrid")
-    gen = searcher.generation()
-    pq = parse_query(query)
-    units = gen.units(list(pq.words))
-    wanted = wanted_of(pq, [u for u in units if not u.function_word] or units)
-    cosines = [h.semantic_score for h in response.hits if h.semantic_score is not None]
-    floor = min(cosines) if cosines else 0.0
-    out = []
-    for g in response.groups[:3]:
-        hit, chunk = g.hits[0], gen.by_id[g.hits[0].id]
-        lex = answer.lexical_coverage(wanted, answer._stems(f"{chunk.title}\n{' '.join(chunk.heading_path)}\n{chunk.text}"))
-        a, b, _ = answer.best_passage(chunk.text, wanted)
-        out.append({"cos": hit.semantic_score if hit.semantic_score is not None else floor, "lex": lex, "passage": " ".join(chunk.text[a:b].split())})
-    return out
+    """The candidates the site weighed for `query`, as it weighed them: cosine, lexical share and best passage."""
+    coverage = searcher.search(query, limit=10, mode="hybrid").coverage
+    return [{"cos": c.cosine, "lex": c.lexical, "passage": answer.passage(c.chunk.text, coverage.wanted)} for c in coverage.candidates]
 
 
 def measure(rows: list[dict], weight: float, answered_at: float, related_at: float) -> dict:

@@ -57,7 +57,7 @@ def main(title, category, tags, summary, authors, applies_to, sources, slug, con
             applies_to=applies_to,
             sources=[_source(s) for s in sources] or None,
             slug=slug,
-            today=today.date() if today else clock.today(settings["KB_TODAY"] or None),
+            today=today.date() if today else clock.today(settings["KB_TODAY"]),
             overwrite=force,
         )
     except KBError as exc:

@@ -228,6 +228,26 @@ def test_search_leaves_out_guides_that_are_gone_from_the_content_folder(site):
     assert "/guides/psa-resits" not in page
 
 
+def test_an_answer_card_from_a_guide_gone_from_the_content_folder_is_dropped(site):
+    """The card links into a guide, so it goes with that guide's results when the guide is gone."""
+    import dataclasses
+
+    from kb.answer import Answer
+
+    content, index = site
+    kb = make_app(content, index).extensions["kb"]
+    kb.library.check_interval = 0
+    response = kb.searcher.search("psa resit", limit=10)
+    assert any(h.slug == "psa-resits" for h in response.hits)
+    card = Answer("Resits are...", "Resits are...", "psa-resits", "PSA resits", "when", "When?", "/guides/psa-resits#when", 0.9)
+    kb.searcher.search = lambda *a, **k: dataclasses.replace(response, answer=card)
+    params = kb.search_params({"q": "psa resit"})
+    assert kb.search(params).answer == card
+    (content / "psa" / "psa-resits.md").unlink()
+    after = kb.search(params)
+    assert after.answer is None and after.coverage == response.coverage
+
+
 # ---- the ONNX query encoder export ---------------------------------------------------------------
 
 

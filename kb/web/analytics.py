@@ -141,7 +141,7 @@ class Analytics:
                     params.get("tag"),
                     source,
                     at=self.store.now(),
-                    coverage=response.coverage.verdict if getattr(response, "coverage", None) else None,
+                    coverage=response.coverage.verdict,
                 )
             )
         return search_id
