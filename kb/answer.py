@@ -126,7 +126,9 @@ def lexical_coverage(wanted: Sequence[Wanted], stems: set[str] | frozenset[str])
     return sum(w.found_in(stems) for w in wanted) / len(wanted)
 
 
-def best_passage(text: str, wanted: Sequence[Wanted], max_sentences: int = MAX_SENTENCES, max_chars: int = MAX_CHARS) -> tuple[int, int, float]:
+def best_passage(
+    text: str, wanted: Sequence[Wanted], max_sentences: int = MAX_SENTENCES, max_chars: int = MAX_CHARS
+) -> tuple[int, int, float]:
     """The run of up to `max_sentences` sentences that holds the most of the query, as (start, end, coverage).
 
     A run starts at a sentence that holds some of the query and grows while the next sentence adds to

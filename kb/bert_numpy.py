@@ -86,8 +86,14 @@ class NumpyBertEncoder:
             def g(name: str, p: str = p) -> np.ndarray:
                 return w[p + name]
 
-            qkv_w = np.ascontiguousarray(np.concatenate([g("attention.self.query.weight"), g("attention.self.key.weight"), g("attention.self.value.weight")]).T)
-            qkv_b = np.concatenate([g("attention.self.query.bias"), g("attention.self.key.bias"), g("attention.self.value.bias")])
+            qkv_w = np.ascontiguousarray(
+                np.concatenate(
+                    [g("attention.self.query.weight"), g("attention.self.key.weight"), g("attention.self.value.weight")]
+                ).T
+            )
+            qkv_b = np.concatenate(
+                [g("attention.self.query.bias"), g("attention.self.key.bias"), g("attention.self.value.bias")]
+            )
             self.layers.append(
                 (
                     qkv_w,
@@ -112,7 +118,9 @@ class NumpyBertEncoder:
             st_config = _read_json(folder / "sentence_bert_config.json")
             pooling = _read_json(folder / "1_Pooling" / "config.json")
         except (OSError, ValueError) as exc:
-            raise UnsupportedModel(f"{folder} is not a sentence-transformers folder ({exc.__class__.__name__})") from exc
+            raise UnsupportedModel(
+                f"{folder} is not a sentence-transformers folder ({exc.__class__.__name__})"
+            ) from exc
         kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]  # type: ignore[union-attr]
         problems = []
         if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
@@ -128,7 +136,12 @@ class NumpyBertEncoder:
             problems.append(f"pooling {sorted(modes)}")
         if problems:
             raise UnsupportedModel(f"{folder}: " + "; ".join(problems))
-        return {**config, "max_seq_length": min(int(st_config.get("max_seq_length", 512)), int(config.get("max_position_embeddings", 512)))}  # type: ignore[union-attr, arg-type]
+        return {
+            **config,
+            "max_seq_length": min(
+                int(st_config.get("max_seq_length", 512)), int(config.get("max_position_embeddings", 512))
+            ),
+        }  # type: ignore[union-attr, arg-type]
 
     def _norm(self, x: np.ndarray, gb: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mean = x.mean(-1, keepdims=True)

@@ -51,9 +51,9 @@ CURRENT = "current"
 BUILD_COMMAND = "python scripts/build_index.py"
 # Chunks of an unchanged guide are copied from the live generation only if the code that makes
 # them is byte-identical; any edit to parsing, rendering or chunking re-chunks every guide.
-CHUNKER_FINGERPRINT = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes() for name in ("content.py", "render.py", "chunking.py"))).hexdigest()[
-    :16
-]
+CHUNKER_FINGERPRINT = hashlib.sha256(
+    b"".join((Path(__file__).parent / name).read_bytes() for name in ("content.py", "render.py", "chunking.py"))
+).hexdigest()[:16]
 # A retired generation stays on disk this long, for servers finishing requests on it (see _cleanup).
 GRACE_SECONDS = 30.0
 
@@ -106,7 +106,9 @@ class BuildReport:
             else:
                 how = ", ".join(f"{s} {e} of {t} chunks" for s, (e, t) in sorted(self.embedded_by_guide.items()))
             plural = "s" if self.embedded != 1 else ""
-            lines.append(f"  embedded {self.embedded} chunk{plural} in {self.embed_seconds:.2f} s with {self.encoder or 'the model'}: {how}")
+            lines.append(
+                f"  embedded {self.embedded} chunk{plural} in {self.embed_seconds:.2f} s with {self.encoder or 'the model'}: {how}"
+            )
         else:
             lines.append("  embedded nothing: every chunk's vector came from the cache")
         if self.debris_removed:
@@ -203,12 +205,18 @@ def read_manifest(generation: Path, *, any_format: bool = False) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise IndexNotBuiltError(f"the index generation {generation.name} has no manifest.json (partial build?); run `{BUILD_COMMAND}`") from exc
+        raise IndexNotBuiltError(
+            f"the index generation {generation.name} has no manifest.json (partial build?); run `{BUILD_COMMAND}`"
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise IndexNotBuiltError(f"the manifest.json of index generation {generation.name} is unreadable or corrupted; run `{BUILD_COMMAND} --full`") from exc
+        raise IndexNotBuiltError(
+            f"the manifest.json of index generation {generation.name} is unreadable or corrupted; run `{BUILD_COMMAND} --full`"
+        ) from exc
     problem = _manifest_shape_problem(manifest)
     if problem:
-        raise IndexNotBuiltError(f"the manifest.json of index generation {generation.name} is damaged ({problem}); run `{BUILD_COMMAND} --full`")
+        raise IndexNotBuiltError(
+            f"the manifest.json of index generation {generation.name} is damaged ({problem}); run `{BUILD_COMMAND} --full`"
+        )
     if manifest.get("format_version") != FORMAT_VERSION and not any_format:
         raise IndexMismatchError(
             f"the index format is {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}; run `{BUILD_COMMAND}` (it reuses the embeddings)"
@@ -235,9 +243,13 @@ def check_files(generation: Path, manifest: dict, *, hashes: bool = True) -> dic
             st = path.stat()
             altered = hashes and sha256_file(path) != digest
         except OSError as exc:
-            raise IndexNotBuiltError(f"the index generation {generation.name} is missing {rel}; run `{BUILD_COMMAND} --full` to rebuild it") from exc
+            raise IndexNotBuiltError(
+                f"the index generation {generation.name} is missing {rel}; run `{BUILD_COMMAND} --full` to rebuild it"
+            ) from exc
         if altered:
-            raise IndexNotBuiltError(f"the index file {rel} in {generation.name} is corrupted (checksum mismatch); run `{BUILD_COMMAND} --full` to rebuild it")
+            raise IndexNotBuiltError(
+                f"the index file {rel} in {generation.name} is corrupted (checksum mismatch); run `{BUILD_COMMAND} --full` to rebuild it"
+            )
         stats[rel] = (st.st_size, st.st_mtime_ns)
     return stats
 
@@ -269,7 +281,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _previous(index_dir: Path, model: str, full: bool) -> tuple[Path | None, dict | None, list[Chunk], np.ndarray | None]:
+def _previous(
+    index_dir: Path, model: str, full: bool
+) -> tuple[Path | None, dict | None, list[Chunk], np.ndarray | None]:
     """The live generation to reuse embeddings from, if it is compatible."""
     gen = current_path(index_dir)
     if gen is None or full:
@@ -282,7 +296,11 @@ def _previous(index_dir: Path, model: str, full: bool) -> tuple[Path | None, dic
         check_files(gen, manifest)  # a damaged live generation is rebuilt in full, never reused
         chunks = read_chunks(gen)
         vectors = np.load(gen / "vectors.npy", mmap_mode="r")
-        if len(vectors) != len(chunks) or manifest.get("counts", {}).get("chunks") != len(chunks) or manifest.get("dimension") != vectors.shape[1]:
+        if (
+            len(vectors) != len(chunks)
+            or manifest.get("counts", {}).get("chunks") != len(chunks)
+            or manifest.get("dimension") != vectors.shape[1]
+        ):
             return None, None, [], None
         return gen, manifest, chunks, vectors
     except (KBError, OSError, ValueError, KeyError) as exc:
@@ -329,7 +347,11 @@ def debris(index_dir: Path | str) -> list[Path]:
     """What interrupted builds left behind: temporary generation folders and links, cache files,
     encoder exports (unless an export is running now) and generations that never went live."""
     index_dir = Path(index_dir)
-    found = [*index_dir.glob(".tmp-*"), *(index_dir / CACHE_DIR).glob(".tmp-*"), *export_debris(index_dir / ENCODERS_DIR)]
+    found = [
+        *index_dir.glob(".tmp-*"),
+        *(index_dir / CACHE_DIR).glob(".tmp-*"),
+        *export_debris(index_dir / ENCODERS_DIR),
+    ]
     return sorted([*found, *orphan_generations(index_dir)])
 
 
@@ -403,11 +425,18 @@ def _write_generation(
                 fh.write(json.dumps(c.as_dict(), ensure_ascii=False) + "\n")
         np.save(tmp / "vectors.npy", vectors)
         vector_index.build(tmp / "vectors.faiss", vectors)
-        (tmp / "glossary.json").write_text(json.dumps([asdict(t) for t in glossary.terms], ensure_ascii=False), encoding="utf-8")
+        (tmp / "glossary.json").write_text(
+            json.dumps([asdict(t) for t in glossary.terms], ensure_ascii=False), encoding="utf-8"
+        )
         # the words spelling suggestions draw on, counted once here rather than by every server process
         texts = [section_text(c.title, c.heading_path, c.text) for c in chunks]
-        (tmp / VOCABULARY_FILE).write_text(json.dumps(Vocabulary(texts).as_dict(), ensure_ascii=False), encoding="utf-8")
-        shorts = [{"prefix": list(k), "term": t.term} for k, t in short_forms(glossary.terms, texts, lambda w: bool(keyword_index.analyse(w))).items()]
+        (tmp / VOCABULARY_FILE).write_text(
+            json.dumps(Vocabulary(texts).as_dict(), ensure_ascii=False), encoding="utf-8"
+        )
+        shorts = [
+            {"prefix": list(k), "term": t.term}
+            for k, t in short_forms(glossary.terms, texts, lambda w: bool(keyword_index.analyse(w))).items()
+        ]
         (tmp / SHORT_FORMS_FILE).write_text(json.dumps(shorts, ensure_ascii=False), encoding="utf-8")
         if keyword_from is not None:
             prev_gen, touched = keyword_from
@@ -497,7 +526,19 @@ def build_index(
     if any(p.level == "error" for p in problems):
         raise ContentError(problems)
     if not guides:
-        raise ContentError([Problem(str(content_dir), 0, 0, "error", "no guides found", "add content/<category>/<slug>.md files", "content.empty")])
+        raise ContentError(
+            [
+                Problem(
+                    str(content_dir),
+                    0,
+                    0,
+                    "error",
+                    "no guides found",
+                    "add content/<category>/<slug>.md files",
+                    "content.empty",
+                )
+            ]
+        )
     report = BuildReport(warnings=[p for p in problems if p.level != "error"], guides=len(guides), full=full)
     chash = content_hash(guides, glossary)
 
@@ -553,7 +594,9 @@ def build_index(
         return report
 
 
-def _chunks(guides: list[Guide], old_guides: dict[str, str], prev_manifest: dict | None, prev_chunks: list[Chunk], full: bool) -> list[Chunk]:
+def _chunks(
+    guides: list[Guide], old_guides: dict[str, str], prev_manifest: dict | None, prev_chunks: list[Chunk], full: bool
+) -> list[Chunk]:
     """Chunk every guide, copying the chunks of unchanged guides from the live generation.
 
     Rendering Markdown is most of a build's time after embedding; an unchanged guide (same file
@@ -593,7 +636,11 @@ def _embed(
     The cache is saved (atomically) before the generation is written, so the work survives a
     build that fails later: the retry encodes nothing again.
     """
-    cache = EmbeddingCache(cache_path(index_dir, embedder.name), embedder.name) if full else EmbeddingCache.load(index_dir, embedder.name)
+    cache = (
+        EmbeddingCache(cache_path(index_dir, embedder.name), embedder.name)
+        if full
+        else EmbeddingCache.load(index_dir, embedder.name)
+    )
     live: dict[str, int] = {}
     if prev_vectors is not None:
         for row, c in enumerate(prev_chunks):
@@ -625,7 +672,10 @@ def _embed(
     report.encoder = backends[-1] if backends else ""
     if fresh is not None:
         if found and fresh.shape[1] != len(next(iter(found.values()))):
-            log.warning("the model now gives %d-dimensional vectors, the cache holds others; re-embedding everything", fresh.shape[1])
+            log.warning(
+                "the model now gives %d-dimensional vectors, the cache holds others; re-embedding everything",
+                fresh.shape[1],
+            )
             return _embed(index_dir, embedder, chunks, [], None, True, progress, report)
         for h, i in todo_index.items():
             found[h] = fresh[i]
@@ -652,7 +702,13 @@ def _embed(
 
 
 def build_from_chunks(
-    index_dir: Path | str, chunks: list[Chunk], vectors: np.ndarray, model: str, *, glossary: Glossary | None = None, keep: int = 2
+    index_dir: Path | str,
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    model: str,
+    *,
+    glossary: Glossary | None = None,
+    keep: int = 2,
 ) -> BuildReport:
     """Make a generation from chunks whose vectors are already computed, and make it live.
 
@@ -679,7 +735,12 @@ def build_from_chunks(
     slugs = {c.slug: "" for c in chunks}
     report = BuildReport(guides=len(slugs), chunks=len(chunks), added=sorted(slugs))
     with _build_lock(index_dir):
-        fields = {"model": model, "content_hash": h.hexdigest(), "guides": slugs, "counts": {"guides": len(slugs), "chunks": len(chunks)}}
+        fields = {
+            "model": model,
+            "content_hash": h.hexdigest(),
+            "guides": slugs,
+            "counts": {"guides": len(slugs), "chunks": len(chunks)},
+        }
         report.generation = _write_generation(index_dir, chunks, vectors, glossary, fields, started)
         _cleanup(index_dir, keep)
     report.seconds = time.perf_counter() - started
@@ -699,7 +760,9 @@ class IndexStatus:
     reason: str = ""
 
 
-def index_status(content_dir: Path | str, index_dir: Path | str, model: str | None = None, today: dt.date | None = None) -> IndexStatus:
+def index_status(
+    content_dir: Path | str, index_dir: Path | str, model: str | None = None, today: dt.date | None = None
+) -> IndexStatus:
     """Compare the live manifest with the guides on disk (by content hash); `today` as for load_guides."""
     gen = current_path(index_dir)
     if gen is None:
@@ -723,6 +786,8 @@ def index_status(content_dir: Path | str, index_dir: Path | str, model: str | No
     st.added = sorted(set(new) - set(old))
     st.removed = sorted(set(old) - set(new))
     st.changed = sorted(s for s in new if s in old and old[s] != new[s])
-    st.stale = bool(st.added or st.removed or st.changed) or (glossary_ok and manifest.get("content_hash") != content_hash(guides, glossary))
+    st.stale = bool(st.added or st.removed or st.changed) or (
+        glossary_ok and manifest.get("content_hash") != content_hash(guides, glossary)
+    )
     st.reason = "content changed since the last build" if st.stale else "up to date"
     return st

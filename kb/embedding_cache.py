@@ -40,7 +40,14 @@ class EmbeddingCache:
         dimension: Vector width, or 0 for an empty cache.
     """
 
-    def __init__(self, path: Path, model: str, keys: list[str] | None = None, vectors: np.ndarray | None = None, ages: np.ndarray | None = None):
+    def __init__(
+        self,
+        path: Path,
+        model: str,
+        keys: list[str] | None = None,
+        vectors: np.ndarray | None = None,
+        ages: np.ndarray | None = None,
+    ):
         self.path = path
         self.model = model
         keys = keys or []
@@ -102,10 +109,18 @@ class EmbeddingCache:
         """Write atomically: a temporary file beside the cache, fsync, rename over it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
-        meta = json.dumps({"format": CACHE_FORMAT, "model": self.model, "dimension": self.dimension, "entries": len(self)})
+        meta = json.dumps(
+            {"format": CACHE_FORMAT, "model": self.model, "dimension": self.dimension, "entries": len(self)}
+        )
         try:
             with open(tmp, "wb") as fh:
-                np.savez(fh, meta=np.array(meta), keys=np.array(self._keys, dtype="U64"), vectors=self._vectors, ages=self._ages)
+                np.savez(
+                    fh,
+                    meta=np.array(meta),
+                    keys=np.array(self._keys, dtype="U64"),
+                    vectors=self._vectors,
+                    ages=self._ages,
+                )
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)

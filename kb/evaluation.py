@@ -56,7 +56,9 @@ def _read_yaml(path: Path, what: str):
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or []
     except (OSError, yaml.YAMLError) as exc:
-        raise ContentError([Problem(str(path), 0, 0, "error", f"cannot read {what}: {exc}", "fix the YAML", "eval.yaml")]) from exc
+        raise ContentError(
+            [Problem(str(path), 0, 0, "error", f"cannot read {what}: {exc}", "fix the YAML", "eval.yaml")]
+        ) from exc
 
 
 def half_of(query: str) -> str:
@@ -91,14 +93,39 @@ def load_unanswerable(path: Path | str) -> list[Unanswerable]:
         q = entry.get("q") if isinstance(entry, dict) else None
         area = entry.get("area") if isinstance(entry, dict) else None
         if not isinstance(q, str) or not q.strip() or not isinstance(area, str):
-            problems.append(Problem(str(path), 0, 0, "error", f"entry {i} needs a text 'q' and an 'area'", "see the file's header", "eval.entry"))
+            problems.append(
+                Problem(
+                    str(path),
+                    0,
+                    0,
+                    "error",
+                    f"entry {i} needs a text 'q' and an 'area'",
+                    "see the file's header",
+                    "eval.entry",
+                )
+            )
             continue
         if q.casefold() in seen:
-            problems.append(Problem(str(path), 0, 0, "error", f"query '{q}' appears twice", "keep one", "eval.duplicate"))
+            problems.append(
+                Problem(str(path), 0, 0, "error", f"query '{q}' appears twice", "keep one", "eval.duplicate")
+            )
         seen.add(q.casefold())
         out.append(Unanswerable(f"u{i}", q, area))
     if problems or not isinstance(data, list):
-        raise ContentError(problems or [Problem(str(path), 1, 1, "error", "the unanswerable queries must be a list", "see the file's header", "eval.type")])
+        raise ContentError(
+            problems
+            or [
+                Problem(
+                    str(path),
+                    1,
+                    1,
+                    "error",
+                    "the unanswerable queries must be a list",
+                    "see the file's header",
+                    "eval.type",
+                )
+            ]
+        )
     return out
 
 
@@ -143,19 +170,44 @@ def load_judgements(path: Path | str) -> list[Judged]:
         rel = entry.get("relevant") if isinstance(entry, dict) else None
         if not isinstance(q, str) or not q.strip() or not isinstance(rel, dict) or not rel:
             problems.append(
-                Problem(str(path), 0, 0, "error", f"entry {i} needs a text 'q' and a non-empty 'relevant' mapping", "see the file's header", "eval.entry")
+                Problem(
+                    str(path),
+                    0,
+                    0,
+                    "error",
+                    f"entry {i} needs a text 'q' and a non-empty 'relevant' mapping",
+                    "see the file's header",
+                    "eval.entry",
+                )
             )
             continue
         if q.casefold() in seen:
-            problems.append(Problem(str(path), 0, 0, "error", f"query '{q}' appears twice", "merge the two entries", "eval.duplicate"))
+            problems.append(
+                Problem(
+                    str(path), 0, 0, "error", f"query '{q}' appears twice", "merge the two entries", "eval.duplicate"
+                )
+            )
         seen.add(q.casefold())
         kinds = entry.get("kind") or ()
         kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         anchors = {str(slug): frozenset(str(a) for a in (anc or ())) for slug, anc in rel.items()}
         answer = entry.get("answer")
-        out.append(Judged(f"q{i}", q, {slug: 1 for slug in anchors}, anchors, kinds, answer if isinstance(answer, str) and answer.strip() else None))
+        out.append(
+            Judged(
+                f"q{i}",
+                q,
+                {slug: 1 for slug in anchors},
+                anchors,
+                kinds,
+                answer if isinstance(answer, str) and answer.strip() else None,
+            )
+        )
     if not isinstance(data, list):
-        problems.append(Problem(str(path), 1, 1, "error", "the labelled queries must be a list", "see the file's header", "eval.type"))
+        problems.append(
+            Problem(
+                str(path), 1, 1, "error", "the labelled queries must be a list", "see the file's header", "eval.type"
+            )
+        )
     if problems:
         raise ContentError(problems)
     return out
@@ -172,7 +224,9 @@ def check_judgements(judged: Sequence[Judged], chunks: Iterable[Chunk]) -> list[
             if slug not in anchors:
                 problems.append(f"{j.query!r}: no guide called '{slug}'")
                 continue
-            problems.extend(f"{j.query!r}: guide '{slug}' has no section '#{a}'" for a in sorted(wanted - anchors[slug]))
+            problems.extend(
+                f"{j.query!r}: guide '{slug}' has no section '#{a}'" for a in sorted(wanted - anchors[slug])
+            )
     return problems
 
 
@@ -200,7 +254,9 @@ def beir_slug(doc_id: str) -> str:
 def load_beir(folder: Path | str, split: str = "test") -> BeirSet:
     """Read a BEIR folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv (header line first)."""
     folder = Path(folder)
-    missing = [name for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv") if not (folder / name).is_file()]
+    missing = [
+        name for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv") if not (folder / name).is_file()
+    ]
     if missing:
         raise ContentError(
             [
@@ -224,7 +280,11 @@ def load_beir(folder: Path | str, split: str = "test") -> BeirSet:
             if len(parts) >= 3:
                 qrels.setdefault(parts[0], {})[beir_slug(parts[1])] = int(parts[2])
     queries = {str(q["_id"]): q["text"] for q in _jsonl(folder / "queries.jsonl") if str(q["_id"]) in qrels}
-    judged = [Judged(qid, queries[qid], grades) for qid, grades in qrels.items() if qid in queries and any(g > 0 for g in grades.values())]
+    judged = [
+        Judged(qid, queries[qid], grades)
+        for qid, grades in qrels.items()
+        if qid in queries and any(g > 0 for g in grades.values())
+    ]
     doc_count = sum(1 for _ in _jsonl(folder / "corpus.jsonl"))
     return BeirSet(folder.name, folder / "corpus.jsonl", judged, doc_count)
 
@@ -251,7 +311,9 @@ def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
     folder = dest / BEIR_CATEGORY
     folder.mkdir(parents=True, exist_ok=True)
     taxonomy = {
-        "categories": {BEIR_CATEGORY: {"title": "Corpus", "description": "Documents of a BEIR dataset, one guide each."}},
+        "categories": {
+            BEIR_CATEGORY: {"title": "Corpus", "description": "Documents of a BEIR dataset, one guide each."}
+        },
         "tags": [BEIR_TAG],
     }
     (dest / "taxonomy.yml").write_text(yaml.safe_dump(taxonomy), encoding="utf-8")
@@ -280,7 +342,9 @@ def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
             "applies_to": "evergreen",
             "sources": [{"title": "BEIR benchmark", "url": "https://github.com/beir-cellar/beir"}],
         }
-        text = "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=10_000) + "---\n\n" + body + "\n"
+        text = (
+            "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=10_000) + "---\n\n" + body + "\n"
+        )
         (folder / f"{slug}.md").write_text(text, encoding="utf-8")
         count += 1
     return count
@@ -330,7 +394,9 @@ class ModeScores:
         }
 
 
-def score_query(j: Judged, ranked: Sequence[tuple[str, str]], ms: float = 0.0, k: int = K, did_you_mean: str | None = None) -> QueryResult:
+def score_query(
+    j: Judged, ranked: Sequence[tuple[str, str]], ms: float = 0.0, k: int = K, did_you_mean: str | None = None
+) -> QueryResult:
     """Score one ranked list of (guide slug, first section anchor) against a judgement."""
     ranked = list(ranked)[:k]
     gains = [j.gain(slug, anchor) for slug, anchor in ranked]
@@ -354,7 +420,11 @@ def score_query(j: Judged, ranked: Sequence[tuple[str, str]], ms: float = 0.0, k
 
 
 def evaluate(
-    searcher, judged: Sequence[Judged], modes: Sequence[str] = ("keyword", "semantic", "hybrid"), k: int = K, progress: Callable[[str, int], None] | None = None
+    searcher,
+    judged: Sequence[Judged],
+    modes: Sequence[str] = ("keyword", "semantic", "hybrid"),
+    k: int = K,
+    progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, ModeScores]:
     """Run every judged query through `searcher.search` in each mode, exactly as the site does.
 
@@ -397,7 +467,9 @@ def verdicts(searcher, items: Sequence[Unanswerable], mode: str = "hybrid", k: i
     return out
 
 
-def answer_summary(judged: Sequence[Judged], scores: ModeScores, unanswerable: Sequence[Unanswerable], given: dict[str, str], half: str) -> dict:
+def answer_summary(
+    judged: Sequence[Judged], scores: ModeScores, unanswerable: Sequence[Unanswerable], given: dict[str, str], half: str
+) -> dict:
     """Per half: card accuracy, the verdicts on answerable and unanswerable questions, section@1 and nDCG@10."""
     mine = {j.qid: j for j in judged if j.half == half}
     results = [r for r in scores.results if r.qid in mine]
@@ -431,7 +503,10 @@ DEFAULT_UNANSWERABLE = DEFAULT_QUERIES.parent / "unanswerable.yml"
 
 def format_table(title: str, scores: dict[str, ModeScores]) -> str:
     """The side-by-side table the command prints."""
-    lines = [title, f"{'mode':<10}{'nDCG@10':>9}{'MRR@10':>9}{'R@5':>8}{'R@10':>8}{'Sect@1':>9}{'ms/query':>10}{'p95 ms':>9}"]
+    lines = [
+        title,
+        f"{'mode':<10}{'nDCG@10':>9}{'MRR@10':>9}{'R@5':>8}{'R@10':>8}{'Sect@1':>9}{'ms/query':>10}{'p95 ms':>9}",
+    ]
     for mode in (m for m in MODE_ORDER if m in scores):
         s = scores[mode].summary()
         sect = f"{s['section@1']:.3f}" if s["section@1"] is not None else "-"
@@ -470,7 +545,11 @@ def by_kind(judged: Sequence[Judged], scores: ModeScores) -> dict[str, dict[str,
         for kind in kind_of.get(r.qid, ()) or ("-",):
             kinds.setdefault(kind, []).append(r)
     return {
-        kind: {"queries": len(rs), "mrr@10": round(statistics.fmean(r.rr for r in rs), 3), "ndcg@10": round(statistics.fmean(r.ndcg for r in rs), 3)}
+        kind: {
+            "queries": len(rs),
+            "mrr@10": round(statistics.fmean(r.rr for r in rs), 3),
+            "ndcg@10": round(statistics.fmean(r.ndcg for r in rs), 3),
+        }
         for kind, rs in sorted(kinds.items())
     }
 
@@ -492,17 +571,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="eval_search.py",
         description="Measure search relevance (nDCG@10, MRR@10, Recall@5/10, latency) for keyword, semantic and hybrid modes.",
     )
-    parser.add_argument("--beir", metavar="DIR", help="evaluate on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead of the labelled guides")
+    parser.add_argument(
+        "--beir",
+        metavar="DIR",
+        help="evaluate on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead of the labelled guides",
+    )
     parser.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
-    parser.add_argument("--queries", default=str(DEFAULT_QUERIES), help="labelled query file for the guides (default: %(default)s)")
-    parser.add_argument("--unanswerable", default=str(DEFAULT_UNANSWERABLE), help="questions no guide answers, for the coverage verdict (default: %(default)s)")
+    parser.add_argument(
+        "--queries", default=str(DEFAULT_QUERIES), help="labelled query file for the guides (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--unanswerable",
+        default=str(DEFAULT_UNANSWERABLE),
+        help="questions no guide answers, for the coverage verdict (default: %(default)s)",
+    )
     parser.add_argument("--content", help="guides folder (default: KB_CONTENT_DIR)")
     parser.add_argument("--index", help="use this built index of the guides instead of the live one or a fresh build")
-    parser.add_argument("--work-dir", help="keep the BEIR guides and index here to reuse them next time (default: a temporary folder, deleted)")
+    parser.add_argument(
+        "--work-dir",
+        help="keep the BEIR guides and index here to reuse them next time (default: a temporary folder, deleted)",
+    )
     parser.add_argument("--modes", default=",".join(MODE_ORDER), help="comma-separated modes (default: %(default)s)")
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate only the first N queries (quick checks)")
     parser.add_argument("--by-kind", action="store_true", help="also print hybrid MRR@10 per query kind")
-    parser.add_argument("--misses", action="store_true", help="also list queries whose first hybrid result is not relevant")
+    parser.add_argument(
+        "--misses", action="store_true", help="also list queries whose first hybrid result is not relevant"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -547,7 +641,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     say(f"Using the live index {status.generation} (up to date with {content_dir})")
                 else:
                     index_dir = Path(tmp.name) / "index"
-                    say(f"The live index is not usable ({status.reason}); building a temporary one from {content_dir} ...")
+                    say(
+                        f"The live index is not usable ({status.reason}); building a temporary one from {content_dir} ..."
+                    )
                     say(build_index(content_dir, index_dir, embedder).summary())
             dataset = f"own labelled set ({Path(args.queries).name})"
         if args.max_queries:
@@ -566,7 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.beir and "hybrid" in scores:
             unanswerable = load_unanswerable(args.unanswerable)
             given = verdicts(searcher, unanswerable)
-            answers = {half: answer_summary(judged, scores["hybrid"], unanswerable, given, half) for half in ("tune", "test")}
+            answers = {
+                half: answer_summary(judged, scores["hybrid"], unanswerable, given, half) for half in ("tune", "test")
+            }
         chunks = len(gen.chunks)
         guides = len({c.slug for c in gen.chunks})
         command = "python scripts/eval_search.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -586,21 +684,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 payload["answers"] = answers
             print(json.dumps(payload, indent=2))
         else:
-            title = f"{dataset}: {len(judged)} queries over {guides:,} guides ({chunks:,} sections); model {embedder.name}"
+            title = (
+                f"{dataset}: {len(judged)} queries over {guides:,} guides ({chunks:,} sections); model {embedder.name}"
+            )
             print(format_table(title, scores))
             if answers:
                 print("\n" + format_answers(answers))
             if args.by_kind and "hybrid" in scores and not args.beir:
                 print("\nhybrid by query kind:")
                 for kind, s in by_kind(judged, scores["hybrid"]).items():
-                    print(f"  {kind:<11} {s['queries']:>4} queries  MRR@10 {s['mrr@10']:.3f}  nDCG@10 {s['ndcg@10']:.3f}")
+                    print(
+                        f"  {kind:<11} {s['queries']:>4} queries  MRR@10 {s['mrr@10']:.3f}  nDCG@10 {s['ndcg@10']:.3f}"
+                    )
             if args.misses and "hybrid" in scores:
                 print("\nhybrid: first result not relevant:")
                 wanted = {j.qid: j for j in judged}
                 for r in scores["hybrid"].results:
                     if r.rr < 1.0:
                         got = ", ".join(f"{s}#{a}" if a else s for s, a in r.ranked[:3])
-                        print(f"  [{r.rr:.2f}] {r.query!r}\n      wanted {sorted(wanted[r.qid].grades)}\n      got    {got}")
+                        print(
+                            f"  [{r.rr:.2f}] {r.query!r}\n      wanted {sorted(wanted[r.qid].grades)}\n      got    {got}"
+                        )
         return 0
     except ContentError as exc:
         for p in exc.problems:

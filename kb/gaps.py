@@ -52,7 +52,9 @@ def text_key(query: str) -> str:
     return " ".join(sorted(set(analyse(query)))) or query.strip().casefold()
 
 
-def group_questions(rows: Sequence[dict], encode: Callable[[list[str]], np.ndarray] | None = None, threshold: float = SAME_QUESTION) -> list[Gap]:
+def group_questions(
+    rows: Sequence[dict], encode: Callable[[list[str]], np.ndarray] | None = None, threshold: float = SAME_QUESTION
+) -> list[Gap]:
     """Group recorded questions ({query, n, not_covered, related}) that ask the same thing.
 
     First by normalised text, then, when an encoder is given, by embedding similarity: each group,
@@ -93,7 +95,9 @@ def scaffold_command(question: str, category: str | None) -> str:
     return f"python scripts/new_guide.py {shlex.quote(title)} --category {shlex.quote(category or 'peer-support')}"
 
 
-def gap_report(rows: Sequence[dict], encode=None, closest: Callable[[str], dict | None] | None = None, limit: int = 20) -> list[Gap]:
+def gap_report(
+    rows: Sequence[dict], encode=None, closest: Callable[[str], dict | None] | None = None, limit: int = 20
+) -> list[Gap]:
     """The "questions we could not answer" section: grouped, ranked by demand, each with its nearest guide
     and a command that starts the missing one."""
     gaps = group_questions(rows, encode)[:limit]

@@ -40,28 +40,72 @@ class Glossary:
             data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or []
         except OSError as exc:
             raise ContentError(
-                [Problem(str(path), 0, 0, "error", f"cannot read the glossary: {exc.strerror or exc}", "make it a readable file", "glossary.unreadable")]
+                [
+                    Problem(
+                        str(path),
+                        0,
+                        0,
+                        "error",
+                        f"cannot read the glossary: {exc.strerror or exc}",
+                        "make it a readable file",
+                        "glossary.unreadable",
+                    )
+                ]
             ) from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             mark = getattr(exc, "problem_mark", None)
             raise ContentError(
-                [Problem(str(path), mark.line + 1 if mark else 0, 0, "error", f"glossary is not valid YAML: {exc}", "fix the YAML", "glossary.yaml")]
+                [
+                    Problem(
+                        str(path),
+                        mark.line + 1 if mark else 0,
+                        0,
+                        "error",
+                        f"glossary is not valid YAML: {exc}",
+                        "fix the YAML",
+                        "glossary.yaml",
+                    )
+                ]
             ) from exc
         problems: list[Problem] = []
         terms: list[Term] = []
         seen: set[str] = set()
         if not isinstance(data, list):
             data = []
-            problems.append(Problem(str(path), 1, 1, "error", "glossary must be a list of entries", "see the existing entries", "glossary.type"))
+            problems.append(
+                Problem(
+                    str(path),
+                    1,
+                    1,
+                    "error",
+                    "glossary must be a list of entries",
+                    "see the existing entries",
+                    "glossary.type",
+                )
+            )
         for i, entry in enumerate(data, 1):
-            if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) and entry.get(k).strip() for k in ("term", "expansion", "meaning")):
+            if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k), str) and entry.get(k).strip() for k in ("term", "expansion", "meaning")
+            ):
                 problems.append(
-                    Problem(str(path), 0, 0, "error", f"entry {i} needs text 'term', 'expansion' and 'meaning'", "complete the entry", "glossary.entry")
+                    Problem(
+                        str(path),
+                        0,
+                        0,
+                        "error",
+                        f"entry {i} needs text 'term', 'expansion' and 'meaning'",
+                        "complete the entry",
+                        "glossary.entry",
+                    )
                 )
                 continue
             lists = {k: entry.get(k) or [] for k in ("aliases", "synonyms")}
             lists = {k: [v] if isinstance(v, str) else v for k, v in lists.items()}
-            bad = [k for k, v in lists.items() if not isinstance(v, list) or not all(isinstance(x, str | int | float) for x in v)]
+            bad = [
+                k
+                for k, v in lists.items()
+                if not isinstance(v, list) or not all(isinstance(x, str | int | float) for x in v)
+            ]
             if bad:
                 problems.append(
                     Problem(
@@ -77,7 +121,17 @@ class Glossary:
                 continue
             key = entry["term"].strip().casefold()
             if key in seen:
-                problems.append(Problem(str(path), 0, 0, "error", f"term '{entry['term']}' is defined twice", "merge the two entries", "glossary.duplicate"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        0,
+                        0,
+                        "error",
+                        f"term '{entry['term']}' is defined twice",
+                        "merge the two entries",
+                        "glossary.duplicate",
+                    )
+                )
                 continue
             seen.add(key)
             terms.append(
@@ -112,7 +166,9 @@ class Glossary:
         return out
 
 
-def short_forms(terms: Iterable[Term], texts: Iterable[str], is_content_word: Callable[[str], bool]) -> dict[tuple[str, ...], Term]:
+def short_forms(
+    terms: Iterable[Term], texts: Iterable[str], is_content_word: Callable[[str], bool]
+) -> dict[tuple[str, ...], Term]:
     """Clear short forms of long names: "prescribing safety" for Prescribing Safety Assessment.
 
     Students shorten long names. The first two or more words of a name of three or more words are

@@ -166,7 +166,11 @@ class KeywordIndex:
         if (self.path / POSTINGS_FILE).is_file():
             self._postings = PostingsScorer(self.path / POSTINGS_FILE)
         else:
-            log.info("no %s in %s: keyword queries run through whoosh's matchers (slower); rebuild to add it", POSTINGS_FILE, self.path)
+            log.info(
+                "no %s in %s: keyword queries run through whoosh's matchers (slower); rebuild to add it",
+                POSTINGS_FILE,
+                self.path,
+            )
 
     def _searcher(self):
         s = getattr(self._local, "searcher", None)
@@ -198,11 +202,15 @@ class KeywordIndex:
                 else:
                     terms.extend(Q.Term(name, tok, boost=boost * fb) for tok in tokens)
         for forms in kq.concepts:
-            analysed = [(tokens, weight) for tokens, weight in ((analyse(text), weight) for text, weight in forms) if tokens]
+            analysed = [
+                (tokens, weight) for tokens, weight in ((analyse(text), weight) for text, weight in forms) if tokens
+            ]
             for name in kq.fields:
                 fb = FIELD_BOOSTS.get(name, 1.0)
                 alts: list[Q.Query] = [
-                    Q.Term(name, tokens[0], boost=weight * fb) if len(tokens) == 1 else Q.Phrase(name, tokens, boost=weight * fb / len(tokens))
+                    Q.Term(name, tokens[0], boost=weight * fb)
+                    if len(tokens) == 1
+                    else Q.Phrase(name, tokens, boost=weight * fb / len(tokens))
                     for tokens, weight in analysed
                 ]
                 if alts:

@@ -229,7 +229,9 @@ class _LinearAbbrTreeprocessor(AbbrTreeprocessor):
             if not isinstance(tail, AtomicString):
                 for m in reversed(list(self.RE.finditer(tail))):
                     if self.abbrs[m.group(0)]:
-                        parent.insert(index + 1, self.create_element(self.abbrs[m.group(0)], m.group(0), tail[m.end() :]))
+                        parent.insert(
+                            index + 1, self.create_element(self.abbrs[m.group(0)], m.group(0), tail[m.end() :])
+                        )
                         tail = tail[: m.start()]
                 el.tail = tail
 
@@ -289,7 +291,9 @@ def _time_budget(seconds: float | None) -> Iterator[None]:
             signal.signal(signal.SIGALRM, previous)
 
 
-def render_markdown(text: str, glossary: Glossary | None = None, *, budget: float | None = RENDER_BUDGET_SECONDS) -> Rendered:
+def render_markdown(
+    text: str, glossary: Glossary | None = None, *, budget: float | None = RENDER_BUDGET_SECONDS
+) -> Rendered:
     """Render guide markdown to safe HTML.
 
     Headings get ids from Python-Markdown's toc slugify (the anchors the chunker and links use);

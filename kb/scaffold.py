@@ -107,7 +107,9 @@ def new_guide(
     if not overwrite:
         taken = next((p for p in content_dir.rglob(f"{slug}.md")), None)
         if taken is not None:
-            raise ScaffoldError(f"a guide called '{slug}' already exists at {taken}; improve that one, or choose another title or --slug")
+            raise ScaffoldError(
+                f"a guide called '{slug}' already exists at {taken}; improve that one, or choose another title or --slug"
+            )
         same_title = next((g for g in guides if g.title.casefold() == title.casefold()), None)
         if same_title is not None:
             raise ScaffoldError(f"the title '{title}' is already used by {same_title.path}")
@@ -116,27 +118,39 @@ def new_guide(
     if tags:
         unknown = [t for t in tags if t not in taxonomy.tags]
         if unknown:
-            raise ScaffoldError(f"unknown tag(s) {', '.join(unknown)}; use tags from content/taxonomy.yml or add them there")
+            raise ScaffoldError(
+                f"unknown tag(s) {', '.join(unknown)}; use tags from content/taxonomy.yml or add them there"
+            )
     else:
         counted = Counter(t for g in peers for t in g.tags)
         tags = [t for t, _ in counted.most_common(3)] or ([category] if category in taxonomy.tags else [])
         if not tags:
-            raise ScaffoldError(f"no guides in '{category}' to suggest tags from; pass --tag (see content/taxonomy.yml)")
+            raise ScaffoldError(
+                f"no guides in '{category}' to suggest tags from; pass --tag (see content/taxonomy.yml)"
+            )
     suggested = not sources
     if not sources:
         cited = Counter((s.title, s.url) for g in peers for s in g.sources)
         sources = [s for s, _ in cited.most_common(2)]
         if not sources:
-            raise ScaffoldError(f"no guides in '{category}' to suggest sources from; pass --source \"Page title | https://...\"")
+            raise ScaffoldError(
+                f"no guides in '{category}' to suggest sources from; pass --source \"Page title | https://...\""
+            )
     for _, url in sources:
         if not re.match(r"^https://[^\s/]+\.[^\s]+$", url):
             raise ScaffoldError(f"source address '{url}' must be a full https:// address")
         if is_home_page(url):
-            raise ScaffoldError(f"source address '{url}' is a home page; give the address of the page you checked the facts on")
+            raise ScaffoldError(
+                f"source address '{url}' is a home page; give the address of the page you checked the facts on"
+            )
     authors = [a for a in (authors or []) if a.strip()] or ["Medical student"]
     summary = " ".join((summary or default_summary(title)).split())
 
-    source_note = f"# Suggested from other {category} guides: keep the ones you checked, add the pages you used.\n" if suggested else ""
+    source_note = (
+        f"# Suggested from other {category} guides: keep the ones you checked, add the pages you used.\n"
+        if suggested
+        else ""
+    )
     front = (
         "---\n"
         f"title: {_q(title)}\n"

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from kb.answer import Answer, Coverage, Wanted, assess
-from kb.build import BUILD_COMMAND, SHORT_FORMS_FILE, VOCABULARY_FILE, check_files, current_path, current_problem, read_chunks, read_manifest
+from kb.build import (
+    BUILD_COMMAND,
+    SHORT_FORMS_FILE,
+    VOCABULARY_FILE,
+    check_files,
+    current_path,
+    current_problem,
+    read_chunks,
+    read_manifest,
+)
 from kb.chunking import Chunk
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
 from kb.glossary import WORD_RE, Glossary, Term
@@ -46,7 +55,9 @@ QUERY_STOP_WORDS = frozenset(
 )
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
     """Fuse ranked id lists: score(d) = sum_i w_i / (k + rank_i(d)), ranks starting at 1.
 
     Pure function; ties keep the order in which ids were first seen.
@@ -186,7 +197,13 @@ class GuideGroup:
     hits: tuple[Hit, ...]
 
     def as_dict(self) -> dict:
-        return {"slug": self.slug, "title": self.title, "category": self.category, "url": self.url, "sections": [h.as_dict() for h in self.hits]}
+        return {
+            "slug": self.slug,
+            "title": self.title,
+            "category": self.category,
+            "url": self.url,
+            "sections": [h.as_dict() for h in self.hits],
+        }
 
 
 @dataclass(frozen=True)
@@ -303,12 +320,18 @@ class Generation:
             self.keyword = KeywordIndex(path / "whoosh")
             glossary_data = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
             self.glossary = Glossary(
-                tuple(Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))}) for t in glossary_data)
+                tuple(
+                    Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))})
+                    for t in glossary_data
+                )
             )
             # counted and found by the build, so loading never reads every section's words
             self.vocabulary = Vocabulary.from_dict(json.loads((path / VOCABULARY_FILE).read_text(encoding="utf-8")))
             by_name = {t.term: t for t in self.glossary.terms}
-            short = {tuple(str(w) for w in item["prefix"]): by_name[item["term"]] for item in json.loads((path / SHORT_FORMS_FILE).read_text(encoding="utf-8"))}
+            short = {
+                tuple(str(w) for w in item["prefix"]): by_name[item["term"]]
+                for item in json.loads((path / SHORT_FORMS_FILE).read_text(encoding="utf-8"))
+            }
         except KBError:
             raise
         except Exception as exc:
@@ -322,7 +345,9 @@ class Generation:
                 f"keyword docs {self.keyword.doc_count()}, manifest {counts.get('chunks')}); run `{BUILD_COMMAND} --full`"
             )
         if self.vectors.dimension != self.manifest.get("dimension"):
-            raise IndexMismatchError(f"vector dimension {self.vectors.dimension} differs from the manifest; run `{BUILD_COMMAND} --full`")
+            raise IndexMismatchError(
+                f"vector dimension {self.vectors.dimension} differs from the manifest; run `{BUILD_COMMAND} --full`"
+            )
         self.by_id = {c.id: c for c in self.chunks}
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
         # Every way of writing a glossary concept, as casefolded word sequences; exact forms
@@ -436,9 +461,16 @@ def _index_faults(method):
             gen = self._gen
             if gen is None or not (isinstance(exc, OSError) or not gen.intact()):
                 raise
-            log.error("index generation %s failed during a search (%s: %s); dropped until it is rebuilt", gen.name, exc.__class__.__name__, exc)
+            log.error(
+                "index generation %s failed during a search (%s: %s); dropped until it is rebuilt",
+                gen.name,
+                exc.__class__.__name__,
+                exc,
+            )
             self.invalidate()
-            raise IndexNotBuiltError(f"the search index generation {gen.name} is damaged ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`") from exc
+            raise IndexNotBuiltError(
+                f"the search index generation {gen.name} is damaged ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`"
+            ) from exc
 
     return wrapper
 
@@ -452,7 +484,14 @@ class Searcher:
         '/guides/psa-format-and-sections#how-long-is-the-psa'
     """
 
-    def __init__(self, index_dir: Path | str, embedder=None, reload_interval: float = 1.0, max_query_length: int = 300, max_limit: int = 50):
+    def __init__(
+        self,
+        index_dir: Path | str,
+        embedder=None,
+        reload_interval: float = 1.0,
+        max_query_length: int = 300,
+        max_limit: int = 50,
+    ):
         self.index_dir = Path(index_dir)
         self.embedder = embedder
         self.reload_interval = reload_interval
@@ -477,11 +516,15 @@ class Searcher:
                 # the generation served until now is gone with `current`: answering from it on some
                 # requests and 503 on others would flap, so it is dropped and every request says why
                 self._gen = None
-                raise IndexNotBuiltError(f"no search index has been built ({current_problem(self.index_dir)}); run `{BUILD_COMMAND}`")
+                raise IndexNotBuiltError(
+                    f"no search index has been built ({current_problem(self.index_dir)}); run `{BUILD_COMMAND}`"
+                )
             if self._gen is not None and self._gen.path == target:
                 if self._gen.intact():
                     return self._gen
-                log.error("index generation %s changed on disk after loading (a file was removed or replaced)", self._gen.name)
+                log.error(
+                    "index generation %s changed on disk after loading (a file was removed or replaced)", self._gen.name
+                )
                 self._gen = None
             if self._gen is not None and not (target / "manifest.json").exists():
                 self._gen = None
@@ -518,13 +561,19 @@ class Searcher:
         if not isinstance(query, str) or not query.strip():
             raise QueryError("parameter 'q' is required: type a question or a few words", "q")
         if not any(ch.isalnum() for ch in query):
-            raise QueryError("parameter 'q' has no letters or digits to search for: type a question or a few words", "q")
+            raise QueryError(
+                "parameter 'q' has no letters or digits to search for: type a question or a few words", "q"
+            )
         if len(query) > self.max_query_length:
-            raise QueryError(f"parameter 'q' is {len(query)} characters long; the limit is {self.max_query_length}", "q")
+            raise QueryError(
+                f"parameter 'q' is {len(query)} characters long; the limit is {self.max_query_length}", "q"
+            )
         if mode not in MODES:
             raise QueryError(f"parameter 'mode' must be one of {', '.join(MODES)}; got '{mode[:40]}'", "mode")
         if not 1 <= limit <= self.max_limit:
-            raise QueryError(f"parameter 'limit' must be a whole number from 1 to {self.max_limit}; got {limit}", "limit")
+            raise QueryError(
+                f"parameter 'limit' must be a whole number from 1 to {self.max_limit}; got {limit}", "limit"
+            )
 
     # ---- search ------------------------------------------------------------------------------
     @_index_faults
@@ -665,7 +714,9 @@ class Searcher:
                 out.extend(form for form, weight in u.forms if weight >= 1.0)
         return list(dict.fromkeys(out))
 
-    def _heading_boost(self, gen: Generation, fused: list[tuple[str, float]], pq: ParsedQuery, units: Sequence[Unit]) -> list[tuple[str, float]]:
+    def _heading_boost(
+        self, gen: Generation, fused: list[tuple[str, float]], pq: ParsedQuery, units: Sequence[Unit]
+    ) -> list[tuple[str, float]]:
         """Rank a section whose heading clearly answers the query first.
 
         Guide headings are written as the questions their sections answer, so a heading that says
@@ -680,7 +731,9 @@ class Searcher:
         and is part of every section's embedding; favouring it again would pull readers to the top
         of a guide instead of to the section that answers.
         """
-        wanted: list[tuple[frozenset[str], str | None, bool]] = [(frozenset(analyse(p)), None, False) for p in pq.phrases]
+        wanted: list[tuple[frozenset[str], str | None, bool]] = [
+            (frozenset(analyse(p)), None, False) for p in pq.phrases
+        ]
         for u in units:
             stems = frozenset(analyse(u.text))
             if stems or u.term is not None:
@@ -696,14 +749,20 @@ class Searcher:
                 out.append((cid, score))
                 continue
             stems, concepts, size = gen.heading_terms(c)
-            covered = [fw for ustems, concept, fw in wanted if (concept is not None and concept in concepts) or (ustems and ustems <= stems)]
+            covered = [
+                fw
+                for ustems, concept, fw in wanted
+                if (concept is not None and concept in concepts) or (ustems and ustems <= stems)
+            ]
             recall = len(covered) / len(wanted)
             precision = min(1.0, sum(not fw for fw in covered) / size) if size else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
             out.append((cid, score + HEADING_WEIGHT * f1 * f1))
         return sorted(out, key=lambda kv: -kv[1])
 
-    def _semantic(self, gen: Generation, pq: ParsedQuery, units: Sequence[Unit], category, tag, pool) -> list[tuple[str, float]]:
+    def _semantic(
+        self, gen: Generation, pq: ParsedQuery, units: Sequence[Unit], category, tag, pool
+    ) -> list[tuple[str, float]]:
         if self.embedder is None:
             raise IndexMismatchError("semantic search needs an embedding model; none is configured")
         text = " ".join((*pq.phrases, *(u.semantic_text for u in units)))

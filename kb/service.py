@@ -80,7 +80,9 @@ class Library:
             for p in problems:
                 if p.level == "error":
                     log.warning("content problem: %s", p.format())
-            self._snap = LibrarySnapshot(tuple(guides), {g.slug: g for g in guides}, taxonomy, glossary, tuple(problems), fp)
+            self._snap = LibrarySnapshot(
+                tuple(guides), {g.slug: g for g in guides}, taxonomy, glossary, tuple(problems), fp
+            )
             return self._snap
 
     def guide(self, slug: str) -> Guide:
@@ -132,14 +134,20 @@ class KnowledgeBase:
             text = str(raw_limit).strip()
             # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
             if not text.isdecimal() or len(text) > 9:
-                raise QueryError(f"parameter 'limit' must be a whole number from 1 to {self.settings['KB_MAX_LIMIT']}; got '{text[:20]}'", "limit")
+                raise QueryError(
+                    f"parameter 'limit' must be a whole number from 1 to {self.settings['KB_MAX_LIMIT']}; got '{text[:20]}'",
+                    "limit",
+                )
             limit = int(text)
         mode = (args.get("mode") or "hybrid").strip().lower()
         if mode not in MODES:
             raise QueryError(f"parameter 'mode' must be one of {', '.join(MODES)}; got '{mode[:40]}'", "mode")
         category = (args.get("category") or "").strip() or None
         if category and category not in snap.taxonomy.categories:
-            raise QueryError(f"parameter 'category' must be one of {', '.join(snap.taxonomy.categories)}; got '{category[:40]}'", "category")
+            raise QueryError(
+                f"parameter 'category' must be one of {', '.join(snap.taxonomy.categories)}; got '{category[:40]}'",
+                "category",
+            )
         tag = (args.get("tag") or "").strip() or None
         if tag and tag not in snap.taxonomy.tags:
             raise QueryError(f"parameter 'tag' must be a tag listed at /tags; got '{tag[:40]}'", "tag")
@@ -153,7 +161,12 @@ class KnowledgeBase:
         leaves it lagging: a result for a deleted or now-broken guide would link to a 404.
         """
         response = self.searcher.search(
-            params["q"], limit=params["limit"], mode=params["mode"], category=params["category"], tag=params["tag"], spellcheck=params["spell"]
+            params["q"],
+            limit=params["limit"],
+            mode=params["mode"],
+            category=params["category"],
+            tag=params["tag"],
+            spellcheck=params["spell"],
         )
         present = self.library.snapshot().by_slug
         if all(h.slug in present for h in response.hits):

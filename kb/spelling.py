@@ -30,7 +30,9 @@ class Vocabulary:
     lowercase ("news") can be told apart from an ordinary word.
     """
 
-    def __init__(self, texts: Iterable[str] = (), *, counts: dict[str, int] | None = None, lowercase: Iterable[str] = ()):
+    def __init__(
+        self, texts: Iterable[str] = (), *, counts: dict[str, int] | None = None, lowercase: Iterable[str] = ()
+    ):
         """Count the words of `texts`, or take ready `counts` and `lowercase` words (as `as_dict` wrote them)."""
         if counts is None:
             counted: Counter[str] = Counter()
@@ -51,7 +53,9 @@ class Vocabulary:
     @classmethod
     def from_dict(cls, data: dict) -> Vocabulary:
         counts = data["counts"]
-        if not isinstance(counts, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in counts.items()):
+        if not isinstance(counts, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in counts.items()
+        ):
             raise ValueError("vocabulary counts must map words to integers")
         return cls(counts=counts, lowercase=[str(w) for w in data.get("lowercase", [])])
 

@@ -254,7 +254,9 @@ class Store:
                     cur.close()
 
             return engine
-        return create_engine(self.url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args={"connect_timeout": 5})
+        return create_engine(
+            self.url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args={"connect_timeout": 5}
+        )
 
     def ensure_schema(self) -> None:
         """Create the tables if they are missing (idempotent; safe from several processes at once)."""
@@ -316,7 +318,16 @@ class Store:
                 .order_by(n.desc(), searches.c.query)
                 .limit(limit)
             ).all()
-        return [{"query": r.query, "n": int(r.n), "not_covered": int(r.not_covered or 0), "related": int(r.related or 0), "last": r.last} for r in rows]
+        return [
+            {
+                "query": r.query,
+                "n": int(r.n),
+                "not_covered": int(r.not_covered or 0),
+                "related": int(r.related or 0),
+                "last": r.last,
+            }
+            for r in rows
+        ]
 
     def dispose(self) -> None:
         with self._lock:
@@ -357,7 +368,11 @@ class Store:
                                 "source": "live",
                             }
                             self._insert_ignoring_duplicate(conn, searches, row)
-                    self._insert_ignoring_duplicate(conn, clicks, {"search_id": ev.search_id, "at": _hour(ev.at), "slug": ev.slug[:200], "rank": ev.rank})
+                    self._insert_ignoring_duplicate(
+                        conn,
+                        clicks,
+                        {"search_id": ev.search_id, "at": _hour(ev.at), "slug": ev.slug[:200], "rank": ev.rank},
+                    )
 
     @staticmethod
     def _insert_ignoring_duplicate(conn, table: Table, row: dict) -> None:
@@ -371,7 +386,11 @@ class Store:
         """Store one answer to "Was this helpful?" (synchronously: the reader is told if it failed)."""
         self.ensure_schema()
         with self.engine.begin() as conn:
-            conn.execute(insert(feedback).values(at=_hour(at or self.now()), slug=slug[:200], helpful=bool(helpful), comment=clean_comment(comment)))
+            conn.execute(
+                insert(feedback).values(
+                    at=_hour(at or self.now()), slug=slug[:200], helpful=bool(helpful), comment=clean_comment(comment)
+                )
+            )
 
     def purge(self, now: dt.datetime | None = None) -> dict[str, int]:
         """Delete every row older than the retention period; returns rows deleted per table."""
@@ -394,11 +413,15 @@ class Store:
                         conn.execute(insert(settings_table).values(key="form_secret", value=secrets.token_hex(32)))
                 except IntegrityError:
                     pass
-                value = conn.execute(select(settings_table.c.value).where(settings_table.c.key == "form_secret")).scalar()
+                value = conn.execute(
+                    select(settings_table.c.value).where(settings_table.c.key == "form_secret")
+                ).scalar()
         return bytes.fromhex(value)
 
     # ---- reads ----------------------------------------------------------------------------------
-    def report(self, days: int = 30, limit: int = 20, guides: Mapping[str, str] | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    def report(
+        self, days: int = 30, limit: int = 20, guides: Mapping[str, str] | None = None, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
         """The content-gap report for the last `days` days.
 
         Args:
@@ -453,12 +476,18 @@ class Store:
                 .limit(limit)
             ).all()
             guide_clicks = conn.execute(
-                select(clicks.c.slug, func.count().label("n")).where(clicks.c.at >= since).group_by(clicks.c.slug).order_by(func.count().desc(), clicks.c.slug)
+                select(clicks.c.slug, func.count().label("n"))
+                .where(clicks.c.at >= since)
+                .group_by(clicks.c.slug)
+                .order_by(func.count().desc(), clicks.c.slug)
             ).all()
             no_n = func.sum(case((feedback.c.helpful.is_(False), 1), else_=0)).label("no")
             yes_n = func.sum(case((feedback.c.helpful.is_(True), 1), else_=0)).label("yes")
             fb = conn.execute(
-                select(feedback.c.slug, no_n, yes_n).where(feedback.c.at >= since).group_by(feedback.c.slug).order_by(no_n.desc(), yes_n, feedback.c.slug)
+                select(feedback.c.slug, no_n, yes_n)
+                .where(feedback.c.at >= since)
+                .group_by(feedback.c.slug)
+                .order_by(no_n.desc(), yes_n, feedback.c.slug)
             ).all()
             comments: dict[str, list[str]] = {}
             for slug, comment in conn.execute(
@@ -481,12 +510,26 @@ class Store:
                 "searches_with_click": int(with_click),
             },
             "top_queries": [
-                {"query": r.query, "searches": int(r.n), "avg_results": None if r.results is None else round(float(r.results), 1), "clicked": int(r.clicked)}
+                {
+                    "query": r.query,
+                    "searches": int(r.n),
+                    "avg_results": None if r.results is None else round(float(r.results), 1),
+                    "clicked": int(r.clicked),
+                }
                 for r in top
             ],
-            "zero_results": [{"query": r.query, "searches": int(r.n), "last": r.last.isoformat(timespec="minutes") if r.last else None} for r in zero_rows],
+            "zero_results": [
+                {
+                    "query": r.query,
+                    "searches": int(r.n),
+                    "last": r.last.isoformat(timespec="minutes") if r.last else None,
+                }
+                for r in zero_rows
+            ],
             "no_click": [{"query": r.query, "searches": int(r.n), "results": r.results} for r in no_click],
-            "clicked_guides": [{"slug": s, "title": (guides or {}).get(s, s), "clicks": c} for s, c in clicked_slugs.items()],
+            "clicked_guides": [
+                {"slug": s, "title": (guides or {}).get(s, s), "clicks": c} for s, c in clicked_slugs.items()
+            ],
             "never_clicked": [{"slug": s, "title": (guides or {})[s]} for s in never],
             "feedback": [
                 {
@@ -616,7 +659,9 @@ class Recorder:
             return
         if self._failing:
             log.warning(
-                "analytics recording resumed; %d analytics event(s) were lost while the database failed (%d since the server started)", self._failing, self.lost
+                "analytics recording resumed; %d analytics event(s) were lost while the database failed (%d since the server started)",
+                self._failing,
+                self.lost,
             )
             self._failing = 0
         if time.monotonic() - self._last_purge > self.PURGE_EVERY:

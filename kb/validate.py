@@ -54,7 +54,30 @@ MIN_DUPLICATE_CHARS = 150
 
 # All-capitals words every reader knows: the glossary check does not ask for entries for them.
 EVERYDAY_ABBREVIATIONS = frozenset(
-    {"UK", "US", "USA", "EU", "OK", "TV", "ID", "IT", "AI", "CV", "CVs", "FAQ", "FAQs", "PDF", "URL", "COVID", "BST", "GMT", "AM", "PM", "BBC", "DIY"}
+    {
+        "UK",
+        "US",
+        "USA",
+        "EU",
+        "OK",
+        "TV",
+        "ID",
+        "IT",
+        "AI",
+        "CV",
+        "CVs",
+        "FAQ",
+        "FAQs",
+        "PDF",
+        "URL",
+        "COVID",
+        "BST",
+        "GMT",
+        "AM",
+        "PM",
+        "BBC",
+        "DIY",
+    }
 )
 CYCLE_RE = re.compile(r"^FP20\d\d$")
 ROMAN_RE = re.compile(r"^[IVXLC]+$")
@@ -204,7 +227,20 @@ def read_source(path: Path, content_dir: Path, problems: list[Problem] | None = 
                 anchor = rendered_anchors[toc_i]
                 toc_i += 1
             headings.append((i, level, raw, anchor))
-    return Source(path, shown, path.stem, text, m.group(1) or "", body, body_line, masked, line_starts, headings, anchors, unclosed)
+    return Source(
+        path,
+        shown,
+        path.stem,
+        text,
+        m.group(1) or "",
+        body,
+        body_line,
+        masked,
+        line_starts,
+        headings,
+        anchors,
+        unclosed,
+    )
 
 
 # ---- the checks ----------------------------------------------------------------------------------
@@ -228,15 +264,33 @@ def check_structure(src: Source) -> list[Problem]:
     f = _Found(src)
     lines = src.masked.split("\n")
     if src.unclosed_comment is not None:
-        f.at(src.unclosed_comment, "error", "unclosed HTML comment '<!--' hides the rest of the guide", "close it with '-->' or delete it", "structure.comment")
+        f.at(
+            src.unclosed_comment,
+            "error",
+            "unclosed HTML comment '<!--' hides the rest of the guide",
+            "close it with '-->' or delete it",
+            "structure.comment",
+        )
     previous = 1  # the guide title is the page's level-1 heading
     seen: dict[str, int] = {}
     for n, (i, level, raw, _anchor) in enumerate(src.headings):
         offset = src.line_starts[i]
         if level == 1:
-            f.at(offset, "error", "level-1 heading in the body: the title is the page's only '#' heading", "start sections at '## '", "structure.h1")
+            f.at(
+                offset,
+                "error",
+                "level-1 heading in the body: the title is the page's only '#' heading",
+                "start sections at '## '",
+                "structure.h1",
+            )
         elif level > 4:
-            f.at(offset, "error", f"level-{level} heading: guides use at most four levels", "use '##', '###' or '####'", "structure.depth")
+            f.at(
+                offset,
+                "error",
+                f"level-{level} heading: guides use at most four levels",
+                "use '##', '###' or '####'",
+                "structure.depth",
+            )
         elif level > previous + 1:
             f.at(
                 offset,
@@ -262,7 +316,13 @@ def check_structure(src: Source) -> list[Problem]:
         end = src.headings[n + 1][0] if n + 1 < len(src.headings) else len(lines)
         has_child = n + 1 < len(src.headings) and src.headings[n + 1][1] > level
         if level > 1 and not has_child and not any(line.strip() for line in lines[i + 1 : end]):
-            f.at(offset, "error", f"section '{raw}' is empty", "write the answer under the heading, or delete the heading", "structure.empty-section")
+            f.at(
+                offset,
+                "error",
+                f"section '{raw}' is empty",
+                "write the answer under the heading, or delete the heading",
+                "structure.empty-section",
+            )
     for i in range(1, len(lines)):
         if (
             SETEXT_RE.match(lines[i])
@@ -278,10 +338,23 @@ def check_structure(src: Source) -> list[Problem]:
                 "structure.setext",
             )
     for m in PLACEHOLDER_RE.finditer(src.masked):
-        f.at(m.start(), "error", "template prompt 'TODO' left in the guide", "replace it with your own writing", "structure.placeholder")
+        f.at(
+            m.start(),
+            "error",
+            "template prompt 'TODO' left in the guide",
+            "replace it with your own writing",
+            "structure.placeholder",
+        )
     for key in ("title", "summary"):
         if PLACEHOLDER_RE.search(_fm_value(src.fm_text, key)):
-            f.line(_key_line(src.fm_text, key), 1, "error", f"template prompt 'TODO' left in '{key}'", f"write the {key}", "structure.placeholder")
+            f.line(
+                _key_line(src.fm_text, key),
+                1,
+                "error",
+                f"template prompt 'TODO' left in '{key}'",
+                f"write the {key}",
+                "structure.placeholder",
+            )
     if PLACEHOLDER_RE.search(_fm_block(src.fm_text, "sources")):
         f.line(
             _key_line(src.fm_text, "sources"),
@@ -362,7 +435,13 @@ def _closest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
 
 def _check_link(f: _Found, src: Source, site: SiteMap, start: int, url: str) -> None:
     if not url:
-        f.at(start, "error", "link has no address", "put the address inside the brackets: [text](/guides/slug)", "link.empty")
+        f.at(
+            start,
+            "error",
+            "link has no address",
+            "put the address inside the brackets: [text](/guides/slug)",
+            "link.empty",
+        )
         return
     scheme = url.split(":", 1)[0].lower() if SCHEME_RE.match(url) else ""
     if scheme:
@@ -375,11 +454,21 @@ def _check_link(f: _Found, src: Source, site: SiteMap, start: int, url: str) -> 
     if path.startswith("/guides/"):
         slug = path[len("/guides/") :]
         if slug.endswith("/"):
-            f.at(start, "error", f"link '{url}' ends with '/', which is not a page", f"write /guides/{slug.rstrip('/')}", "link.guide")
+            f.at(
+                start,
+                "error",
+                f"link '{url}' ends with '/', which is not a page",
+                f"write /guides/{slug.rstrip('/')}",
+                "link.guide",
+            )
             return
         if slug not in site.anchors:
             near = _closest(slug, site.anchors)
-            hint = f"did you mean /guides/{near}?" if near else "check the guide's file name (content/<category>/<slug>.md)"
+            hint = (
+                f"did you mean /guides/{near}?"
+                if near
+                else "check the guide's file name (content/<category>/<slug>.md)"
+            )
             f.at(start, "error", f"link to a guide that does not exist: {path}", hint, "link.guide")
             return
         if anchor:
@@ -388,7 +477,13 @@ def _check_link(f: _Found, src: Source, site: SiteMap, start: int, url: str) -> 
     if path.startswith("/categories/"):
         cat = path[len("/categories/") :]
         if cat not in site.taxonomy.categories:
-            f.at(start, "error", f"link to an unknown category: {path}", f"use one of: {', '.join(site.taxonomy.categories)}", "link.category")
+            f.at(
+                start,
+                "error",
+                f"link to an unknown category: {path}",
+                f"use one of: {', '.join(site.taxonomy.categories)}",
+                "link.category",
+            )
         return
     if path.startswith("/tags/"):
         tag = path[len("/tags/") :]
@@ -397,12 +492,24 @@ def _check_link(f: _Found, src: Source, site: SiteMap, start: int, url: str) -> 
         return
     if path in SITE_PAGES or path.startswith(("/api/", "/static/")):
         if path.startswith("/static/") and not (WEB_STATIC / path[len("/static/") :]).is_file():
-            f.at(start, "error", f"link to a missing file: {path}", "check the file name under kb/web/static/", "link.static")
+            f.at(
+                start,
+                "error",
+                f"link to a missing file: {path}",
+                "check the file name under kb/web/static/",
+                "link.static",
+            )
         return
     target = (src.path.parent / path).resolve() if not path.startswith("/") else None
     if target is not None and target.suffix == ".md" and target.stem in site.anchors:
         fixed = f"/guides/{target.stem}" + (f"#{anchor}" if anchor else "")
-        f.at(start, "error", f"link to a markdown file '{url}' does not work on the site", f"write {fixed}", "link.relative")
+        f.at(
+            start,
+            "error",
+            f"link to a markdown file '{url}' does not work on the site",
+            f"write {fixed}",
+            "link.relative",
+        )
         return
     f.at(
         start,
@@ -413,7 +520,9 @@ def _check_link(f: _Found, src: Source, site: SiteMap, start: int, url: str) -> 
     )
 
 
-_STOP = frozenset("a an and are as at be can do does for how i if in is it my of on or the to what when where which who why with you your".split())
+_STOP = frozenset(
+    "a an and are as at be can do does for how i if in is it my of on or the to what when where which who why with you your".split()
+)
 
 
 def _ranked(anchor: str, anchors: Iterable[str]) -> list[str]:
@@ -442,7 +551,13 @@ def _check_anchor(f: _Found, start: int, slug: str, anchor: str, site: SiteMap, 
 
 def _check_image(f: _Found, src: Source, start: int, url: str, alt: str) -> None:
     if not alt.strip():
-        f.at(start, "warning", "image has no alt text", "describe the image in the square brackets for screen-reader users", "image.alt")
+        f.at(
+            start,
+            "warning",
+            "image has no alt text",
+            "describe the image in the square brackets for screen-reader users",
+            "image.alt",
+        )
     if not url:
         f.at(start, "error", "image has no address", "put the file name inside the brackets", "image.missing")
         return
@@ -460,7 +575,13 @@ def _check_image(f: _Found, src: Source, start: int, url: str, alt: str) -> None
     path = url.split("#", 1)[0].split("?", 1)[0]
     target = WEB_STATIC / path[len("/static/") :] if path.startswith("/static/") else (src.path.parent / path)
     if not target.is_file():
-        f.at(start, "error", f"image file not found: {url}", "add the file to the pull request or fix its name (it is relative to the guide)", "image.missing")
+        f.at(
+            start,
+            "error",
+            f"image file not found: {url}",
+            "add the file to the pull request or fix its name (it is relative to the guide)",
+            "image.missing",
+        )
 
 
 def _check_http(f: _Found, site: SiteMap, start: int, url: str, host: str) -> None:
@@ -471,7 +592,14 @@ def _check_http(f: _Found, site: SiteMap, start: int, url: str, host: str) -> No
 def _check_http_line(f: _Found, site: SiteMap, line: int, col: int, url: str, host: str) -> None:
     secure = "https://" + url[len("http://") :]
     if host.lower() in site.https_hosts:
-        f.line(line, col, "error", f"insecure link {url}: {host} is linked with https:// elsewhere", f"write {secure}", "link.http")
+        f.line(
+            line,
+            col,
+            "error",
+            f"insecure link {url}: {host} is linked with https:// elsewhere",
+            f"write {secure}",
+            "link.http",
+        )
     else:
         f.line(line, col, "warning", f"insecure link {url}", f"use {secure} if the site supports it", "link.http")
 
@@ -488,7 +616,11 @@ def check_html(src: Source) -> list[Problem]:
                 m.start(),
                 "error",
                 f"raw HTML <{tag[:30]}> is removed from the page"
-                + (", with everything inside it" if tag in ("script", "style", "template") else " (any text inside it stays, as plain text)"),
+                + (
+                    ", with everything inside it"
+                    if tag in ("script", "style", "template")
+                    else " (any text inside it stays, as plain text)"
+                ),
                 "write it in Markdown (a link is [text](https://...)); the only HTML kept is simple tags such as <sup>, <sub>, <br> and <details>",
                 "html.tag",
             )
@@ -505,10 +637,26 @@ def check_html(src: Source) -> list[Problem]:
                     "delete it: guides allow no scripts, styles or other attributes",
                     "html.attribute",
                 )
-            elif name in ("href", "src") and (scheme := SCHEME_RE.match(value)) and scheme.group(0)[:-1].lower() not in URL_SCHEMES:
-                f.at(offset, "error", f"'{scheme.group(0)[:30]}' addresses are removed from the page", "link to an https:// page or a guide", "html.attribute")
+            elif (
+                name in ("href", "src")
+                and (scheme := SCHEME_RE.match(value))
+                and scheme.group(0)[:-1].lower() not in URL_SCHEMES
+            ):
+                f.at(
+                    offset,
+                    "error",
+                    f"'{scheme.group(0)[:30]}' addresses are removed from the page",
+                    "link to an https:// page or a guide",
+                    "html.attribute",
+                )
             elif name == "id" and value in PAGE_IDS:
-                f.at(offset, "error", f"id '{value}' is used by the page itself, so the site removes it", "choose another id", "html.page-id")
+                f.at(
+                    offset,
+                    "error",
+                    f"id '{value}' is used by the page itself, so the site removes it",
+                    "choose another id",
+                    "html.page-id",
+                )
     for m in ATTR_LIST_RE.finditer(src.masked):
         for a in ATTR_LIST_ID_RE.finditer(m.group(1)):
             if a.group(1) in PAGE_IDS:
@@ -538,7 +686,9 @@ def check_glossary(src: Source, glossary: Glossary) -> list[Problem]:
     text = blank_spans(text, [m.span() for m in re.finditer(r"https?://\S+", text)])
     phrases = sorted((k for k in known if " " in k or "-" in k), key=len, reverse=True)
     lowered = text.casefold()
-    text = blank_spans(text, [m.span() for phrase in phrases for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lowered)])
+    text = blank_spans(
+        text, [m.span() for phrase in phrases for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lowered)]
+    )
     text = blank_spans(text, [m.span() for m in HYPHENATED_RE.finditer(text) if m.group(0).casefold() in known])
     # spelled out in place, e.g. "Planning Management (MAN)": the reader has it right there
     reported: set[str] = set(INLINE_DEF_RE.findall(text))
@@ -546,7 +696,12 @@ def check_glossary(src: Source, glossary: Glossary) -> list[Problem]:
         word, plural = m.group(1), m.group(2)
         if sum(c.isupper() for c in word) < 2 or word in reported:
             continue
-        if word.casefold() in known or (word + plural).casefold() in known or word in EVERYDAY_ABBREVIATIONS or (word + plural) in EVERYDAY_ABBREVIATIONS:
+        if (
+            word.casefold() in known
+            or (word + plural).casefold() in known
+            or word in EVERYDAY_ABBREVIATIONS
+            or (word + plural) in EVERYDAY_ABBREVIATIONS
+        ):
             continue
         if CYCLE_RE.match(word) or ROMAN_RE.match(word) or word == "TODO":  # TODO: the placeholder check reports it
             continue
@@ -843,7 +998,9 @@ def changed_files(content_dir: Path, base: str | None = None) -> tuple[set[Path]
         if ref is None:
             raise KBError(f"git base '{candidates[0]}' not found; fetch it (git fetch origin) or pass --base REF")
         merge_base = _git(top, "merge-base", ref, "HEAD").strip()
-        names = set(_git(top, "diff", "--name-only", "--no-renames", "-z", merge_base, "--", str(content_dir)).split("\0"))
+        names = set(
+            _git(top, "diff", "--name-only", "--no-renames", "-z", merge_base, "--", str(content_dir)).split("\0")
+        )
         names |= set(_git(top, "ls-files", "--others", "--exclude-standard", "-z", "--", str(content_dir)).split("\0"))
     except FileNotFoundError as exc:
         raise KBError("git is not installed; run without --changed-only") from exc
@@ -922,7 +1079,17 @@ def check_content(
             elif p.is_dir():
                 scope |= {q.resolve() for q in guide_paths(content_dir) if q.resolve().is_relative_to(p)}
             elif not p.is_relative_to(content_dir):
-                bad_args.append(Problem(str(raw), 0, 0, "error", "not in the content folder", f"guides live under {content_dir}", "file.location"))
+                bad_args.append(
+                    Problem(
+                        str(raw),
+                        0,
+                        0,
+                        "error",
+                        "not in the content folder",
+                        f"guides live under {content_dir}",
+                        "file.location",
+                    )
+                )
             elif p.name in ("taxonomy.yml", "glossary.yml"):
                 scope = None  # a shared file affects every guide
                 break
@@ -930,7 +1097,15 @@ def check_content(
                 scope.add(p)
             else:
                 bad_args.append(
-                    Problem(str(raw), 0, 0, "warning", "not a guide, so not checked (files starting with '_' are templates)", "", "file.not-a-guide")
+                    Problem(
+                        str(raw),
+                        0,
+                        0,
+                        "warning",
+                        "not a guide, so not checked (files starting with '_' are templates)",
+                        "",
+                        "file.not-a-guide",
+                    )
                 )
     if changed is not None:
         changed_paths, shared = changed
@@ -963,7 +1138,10 @@ def check_content(
         targets = [sec for s in targets_src for sec in sections_of(s)]
         if targets:
             fresh = set(scope or ()) | _git_fresh(content_dir)
-            newer = {s.slug: (p in fresh, by_path[p].last_reviewed if p in by_path else dt.date.min, _mtime(p), s.shown) for p, s in sources.items()}
+            newer = {
+                s.slug: (p in fresh, by_path[p].last_reviewed if p in by_path else dt.date.min, _mtime(p), s.shown)
+                for p, s in sources.items()
+            }
             try:
                 if embedder is None:
                     from kb.embedding import SentenceTransformerEmbedder
@@ -984,14 +1162,23 @@ def check_content(
                             "duplicate.section",
                         )
                     )
-                notes.append(f"near-duplicate check: {len(targets)} sections against {len(pool)} ({vectors.embedded} embedded, {vectors.cached} from cache)")
+                notes.append(
+                    f"near-duplicate check: {len(targets)} sections against {len(pool)} ({vectors.embedded} embedded, {vectors.cached} from cache)"
+                )
             except KBError as exc:
                 notes.append(f"near-duplicate check skipped: {exc.message}")
 
     in_scope = (lambda p: True) if scope is None else (lambda p: Path(p.path).resolve() in scope)
-    kept = [p for p in problems if in_scope(p) or (errors_everywhere and p.level == "error") or not Path(p.path).suffix == ".md"]
+    kept = [
+        p
+        for p in problems
+        if in_scope(p) or (errors_everywhere and p.level == "error") or not Path(p.path).suffix == ".md"
+    ]
     if options.strict:
-        kept = [Problem(p.path, p.line, p.col, "error", p.message, p.hint, p.code) if p.code.startswith("stale.") else p for p in kept]
+        kept = [
+            Problem(p.path, p.line, p.col, "error", p.message, p.hint, p.code) if p.code.startswith("stale.") else p
+            for p in kept
+        ]
     kept = list(dict.fromkeys(bad_args + kept))
     kept.sort(key=lambda p: (p.path, p.line, p.col, p.level != "error", p.message))
     shown_scope = None if scope is None else sorted(sources[p].shown if p in sources else str(p) for p in scope)

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.build import BUILD_COMMAND, CURRENT, content_hash, current_path, current_problem, debris, read_chunks, read_manifest, sha256_file
+from kb.build import (
+    BUILD_COMMAND,
+    CURRENT,
+    content_hash,
+    current_path,
+    current_problem,
+    debris,
+    read_chunks,
+    read_manifest,
+    sha256_file,
+)
 from kb.content import load_guides
 from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder, export_problem, resolve_model
 from kb.embedding_cache import EmbeddingCache, cache_path
@@ -60,7 +70,9 @@ class Verification:
         if not self.healthy:
             state = "NOT healthy: searches fail or use a damaged index until it is rebuilt"
         elif self.stale or self.repairs:
-            state = "healthy and serving, but " + " and ".join((["behind the content"] if self.stale else []) + self.repairs)
+            state = "healthy and serving, but " + " and ".join(
+                (["behind the content"] if self.stale else []) + self.repairs
+            )
         else:
             state = "healthy and up to date"
         then = f"Run: {self.command}" if self.command else "Nothing to run."
@@ -145,7 +157,11 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
 
     # model and dimension
     if manifest.get("model") != model_name:
-        v.add("model", FAIL, f"index built with {manifest.get('model')!r}, the site is configured for {model_name!r} (KB_MODEL)")
+        v.add(
+            "model",
+            FAIL,
+            f"index built with {manifest.get('model')!r}, the site is configured for {model_name!r} (KB_MODEL)",
+        )
         broken = True
     else:
         v.add("model", OK, f"{model_name}, as configured")
@@ -166,12 +182,18 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
         elif sha256_file(path) != digest:
             altered.append(rel)
     listed = set(files) | {"manifest.json"}
-    extra = sorted(str(p.relative_to(gen)) for p in gen.rglob("*") if p.is_file() and not p.name.endswith(".lock") and str(p.relative_to(gen)) not in listed)
+    extra = sorted(
+        str(p.relative_to(gen))
+        for p in gen.rglob("*")
+        if p.is_file() and not p.name.endswith(".lock") and str(p.relative_to(gen)) not in listed
+    )
     if not files:
         v.add("files", FAIL, "the manifest lists no files")
         broken = True
     elif missing or altered:
-        parts = ([f"missing {_short(missing)}"] if missing else []) + ([f"checksum mismatch in {_short(altered)}"] if altered else [])
+        parts = ([f"missing {_short(missing)}"] if missing else []) + (
+            [f"checksum mismatch in {_short(altered)}"] if altered else []
+        )
         v.add("files", FAIL, "; ".join(parts))
         broken = True
     else:
@@ -195,11 +217,20 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
                 kw_docs = keyword.doc_count()
             finally:
                 keyword.close()
-            found = {"chunks.jsonl": len(chunks), "vectors.npy": int(vectors.shape[0]), "vectors.faiss": faiss_index.count, "whoosh": kw_docs}
+            found = {
+                "chunks.jsonl": len(chunks),
+                "vectors.npy": int(vectors.shape[0]),
+                "vectors.faiss": faiss_index.count,
+                "whoosh": kw_docs,
+            }
             slugs = {c.slug for c in chunks}
             dims = {int(vectors.shape[1]), faiss_index.dimension}
             if any(x != n for x in found.values()):
-                v.add("counts", FAIL, f"manifest says {n} chunks; found " + ", ".join(f"{k} {x}" for k, x in found.items()))
+                v.add(
+                    "counts",
+                    FAIL,
+                    f"manifest says {n} chunks; found " + ", ".join(f"{k} {x}" for k, x in found.items()),
+                )
                 broken = True
             elif len({c.id for c in chunks}) != len(chunks):
                 v.add("counts", FAIL, "chunk ids are not unique")
@@ -208,15 +239,27 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
                 v.add("counts", FAIL, f"manifest says {counts.get('guides')} guides; the chunks cover {len(slugs)}")
                 broken = True
             elif dims != {manifest.get("dimension")}:
-                v.add("counts", FAIL, f"vectors are {sorted(dims)}-dimensional, the manifest says {manifest.get('dimension')}")
+                v.add(
+                    "counts",
+                    FAIL,
+                    f"vectors are {sorted(dims)}-dimensional, the manifest says {manifest.get('dimension')}",
+                )
                 broken = True
             else:
-                norms = np.linalg.norm(np.asarray(vectors[: min(len(vectors), 2000)], dtype=np.float32), axis=1) if len(vectors) else np.ones(1)
+                norms = (
+                    np.linalg.norm(np.asarray(vectors[: min(len(vectors), 2000)], dtype=np.float32), axis=1)
+                    if len(vectors)
+                    else np.ones(1)
+                )
                 if not np.all(np.abs(norms - 1.0) < 1e-3):
                     v.add("counts", FAIL, "some vectors are not unit length (damaged vectors.npy)")
                     broken = True
                 else:
-                    v.add("counts", OK, f"{n} chunks = {n} vectors (npy and faiss) = {n} keyword documents; {len(slugs)} guides")
+                    v.add(
+                        "counts",
+                        OK,
+                        f"{n} chunks = {n} vectors (npy and faiss) = {n} keyword documents; {len(slugs)} guides",
+                    )
         except Exception as exc:  # any parser failure is a damaged index, reported not raised
             v.add("counts", FAIL, f"could not read the index files ({exc.__class__.__name__}: {str(exc)[:160]})")
             broken = True
@@ -265,7 +308,11 @@ def _check_cache(v: Verification, index_dir: Path, manifest: dict, chunks, gen: 
         elif len(vec) != vectors.shape[1] or float(np.max(np.abs(vec - vectors[i]))) > 1e-4:
             differ += 1
     if differ:
-        v.add("cache", WARN, f"{differ} cached vectors differ from the live index; run `{FULL_COMMAND}` to re-embed and rewrite the cache")
+        v.add(
+            "cache",
+            WARN,
+            f"{differ} cached vectors differ from the live index; run `{FULL_COMMAND}` to re-embed and rewrite the cache",
+        )
     elif absent:
         v.add("cache", WARN, f"{absent} of {len(chunks)} live chunks are not cached: the next build embeds them again")
     else:
@@ -280,7 +327,11 @@ def _check_content(v: Verification, content_dir: Path, manifest: dict) -> None:
         return
     errors = [p for p in problems if p.level == "error"]
     if errors:
-        v.add("guides", WARN, f"{len(errors)} error(s) in the guides: the next build will refuse to run until they are fixed, e.g. {errors[0].format()}")
+        v.add(
+            "guides",
+            WARN,
+            f"{len(errors)} error(s) in the guides: the next build will refuse to run until they are fixed, e.g. {errors[0].format()}",
+        )
     old = manifest.get("guides", {})
     new = {g.slug: g for g in guides}
     added = sorted(set(new) - set(old))
@@ -290,7 +341,9 @@ def _check_content(v: Verification, content_dir: Path, manifest: dict) -> None:
     glossary_changed = False
     try:
         glossary = Glossary.load(content_dir)
-        glossary_changed = not (added or removed or changed) and manifest.get("content_hash") != content_hash(guides, glossary)
+        glossary_changed = not (added or removed or changed) and manifest.get("content_hash") != content_hash(
+            guides, glossary
+        )
     except ContentError:
         pass
     if added or removed or changed or glossary_changed:
@@ -304,7 +357,12 @@ def _check_content(v: Verification, content_dir: Path, manifest: dict) -> None:
             parts.append("deleted " + _short(removed))
         if glossary_changed:
             parts.append("glossary.yml changed")
-        v.add("content", WARN, f"{len(added) + len(changed) + len(removed)} guide(s) differ from the index (built {built}): " + "; ".join(parts))
+        v.add(
+            "content",
+            WARN,
+            f"{len(added) + len(changed) + len(removed)} guide(s) differ from the index (built {built}): "
+            + "; ".join(parts),
+        )
     else:
         v.add("content", OK, f"all {len(guides)} guides in {content_dir} match the index")
 

@@ -232,7 +232,9 @@ def variant(chunk: Chunk, v: int) -> Chunk:
     )
 
 
-def encode_cached(embedder, texts: list[str], cache_dir: Path | None, progress: bool = False) -> tuple[np.ndarray, bool]:
+def encode_cached(
+    embedder, texts: list[str], cache_dir: Path | None, progress: bool = False
+) -> tuple[np.ndarray, bool]:
     """Encode passages with the real model, reusing an earlier run's vectors for the very same texts and model."""
     key = hashlib.sha256((embedder.name + "\n" + "\n\x1e".join(texts)).encode()).hexdigest()[:24]
     path = cache_dir / f"vectors-{key}.npy" if cache_dir else None
@@ -254,7 +256,14 @@ class Corpus:
     real_vectors: int
 
 
-def make_corpus(size: int, guide_chunks: list[Chunk], guide_vectors: np.ndarray, sci: list[Chunk], sci_vectors: np.ndarray, seed: int = 7) -> Corpus:
+def make_corpus(
+    size: int,
+    guide_chunks: list[Chunk],
+    guide_vectors: np.ndarray,
+    sci: list[Chunk],
+    sci_vectors: np.ndarray,
+    seed: int = 7,
+) -> Corpus:
     """A corpus of `size` chunks of real text, built deterministically.
 
     Rows: every guide chunk, then SciFact passages in file order, then sentence-rotated variants of
@@ -297,7 +306,9 @@ def make_corpus(size: int, guide_chunks: list[Chunk], guide_vectors: np.ndarray,
     n_guides = min(size, len(guide_chunks))
     n_sci = min(max(size - n_guides, 0), len(sci))
     n_var = size - n_guides - n_sci
-    recipe = f"{n_guides} guide chunks + {n_sci} SciFact passages" + (f" + {n_var} sentence-rotated variants of SciFact passages" if n_var else "")
+    recipe = f"{n_guides} guide chunks + {n_sci} SciFact passages" + (
+        f" + {n_var} sentence-rotated variants of SciFact passages" if n_var else ""
+    )
     recipe += f"; {size - derived} rows carry their own real encoding, {derived} borrow an encoded passage's vector (+ fixed-seed noise, sigma 0.01)"
     return Corpus(size, chunks, vectors, recipe, size - derived)
 
@@ -348,10 +359,21 @@ def pct(values: Sequence[float], q: float) -> float:
 
 
 def summary_ms(per_query_seconds: Sequence[float]) -> dict:
-    return {"p50": pct(per_query_seconds, 50) * 1000, "p95": pct(per_query_seconds, 95) * 1000, "n": len(per_query_seconds)}
+    return {
+        "p50": pct(per_query_seconds, 50) * 1000,
+        "p95": pct(per_query_seconds, 95) * 1000,
+        "n": len(per_query_seconds),
+    }
 
 
-def time_queries(searcher: Searcher, queries: Sequence[str], mode: str, passes: int, cold: bool, clear_cache: Callable[[], None] | None) -> dict:
+def time_queries(
+    searcher: Searcher,
+    queries: Sequence[str],
+    mode: str,
+    passes: int,
+    cold: bool,
+    clear_cache: Callable[[], None] | None,
+) -> dict:
     """Per-query latency of Searcher.search, the median of `passes` runs of each query.
 
     cold=True empties the query-embedding cache before each pass, so every query is encoded;
@@ -403,7 +425,16 @@ def time_encoding(embedder, queries: Sequence[str]) -> dict:
 
 
 # ---- in-process query latency ------------------------------------------------------------------
-def bench_queries(embedder, corpus: Corpus, work: Path, queries: Sequence[str], long_pool: Sequence[str], passes: int, glossary: Glossary, log=print) -> dict:
+def bench_queries(
+    embedder,
+    corpus: Corpus,
+    work: Path,
+    queries: Sequence[str],
+    long_pool: Sequence[str],
+    passes: int,
+    glossary: Glossary,
+    log=print,
+) -> dict:
     """Build a generation of `corpus` through build_from_chunks and time Searcher.search on it."""
     index = work / f"corpus-{corpus.size}"
     t = time.perf_counter()
@@ -414,7 +445,14 @@ def bench_queries(embedder, corpus: Corpus, work: Path, queries: Sequence[str], 
     searcher.search("warm up", mode="hybrid")
     load_s = time.perf_counter() - t
     clear = getattr(embedder, "clear_cache", None)
-    out: dict = {"size": corpus.size, "recipe": corpus.recipe, "index_build_s": build_s, "first_query_s": load_s, "generation": report.generation, "modes": {}}
+    out: dict = {
+        "size": corpus.size,
+        "recipe": corpus.recipe,
+        "index_build_s": build_s,
+        "first_query_s": load_s,
+        "generation": report.generation,
+        "modes": {},
+    }
     for mode in ("keyword", "semantic", "hybrid"):
         cold = time_queries(searcher, queries, mode, passes, True, clear)
         cached = cold if mode == "keyword" else time_queries(searcher, queries, mode, passes, False, clear)
@@ -425,7 +463,9 @@ def bench_queries(embedder, corpus: Corpus, work: Path, queries: Sequence[str], 
         )
     if long_pool:
         out["long_hybrid"] = time_queries(searcher, long_pool, "hybrid", passes, True, clear)
-        log(f"  {corpus.size:>7} chunks  hybrid, 300-character queries: p50 {out['long_hybrid']['p50']:.1f} ms  p95 {out['long_hybrid']['p95']:.1f} ms")
+        log(
+            f"  {corpus.size:>7} chunks  hybrid, 300-character queries: p50 {out['long_hybrid']['p50']:.1f} ms  p95 {out['long_hybrid']['p95']:.1f} ms"
+        )
     searcher.generation().close()
     shutil.rmtree(index, ignore_errors=True)
     return out
@@ -488,10 +528,15 @@ def bench_build(embedder, content_dir: Path, work: Path, repeats: int, log=print
 def edit_guide(path: Path, n: int) -> None:
     """A maintainer's small edit: one more sentence at the end of the guide's last section."""
     text = path.read_text(encoding="utf-8").rstrip("\n")
-    path.write_text(text + f"\n\nThis section was revised (edit {n}) to check that rebuilding after one change stays quick.\n", encoding="utf-8")
+    path.write_text(
+        text + f"\n\nThis section was revised (edit {n}) to check that rebuilding after one change stays quick.\n",
+        encoding="utf-8",
+    )
 
 
-def bench_incremental(embedder, content_dir: Path, work: Path, repeats: int, command: bool = True, encoder: str | None = None, log=print) -> dict:
+def bench_incremental(
+    embedder, content_dir: Path, work: Path, repeats: int, command: bool = True, encoder: str | None = None, log=print
+) -> dict:
     """Rebuild after one guide changes: in-process (model loaded) and as the maintainer's command.
 
     `encoder` is the query encoder's ONNX export, put where the command finds it, as the first
@@ -523,7 +568,11 @@ def bench_incremental(embedder, content_dir: Path, work: Path, repeats: int, com
             f"  edit {r + 1} ({path.stem}): {runs[-1]['seconds']:.2f} s (CPU {runs[-1]['cpu_seconds']:.2f} s), {report.embedded} chunk(s) re-embedded, "
             f"{report.reused} reused, keyword index {report.keyword_mode}"
         )
-    out: dict = {"runs": runs, "seconds": statistics.median(x["seconds"] for x in runs), "cpu_seconds": statistics.median(x["cpu_seconds"] for x in runs)}
+    out: dict = {
+        "runs": runs,
+        "seconds": statistics.median(x["seconds"] for x in runs),
+        "cpu_seconds": statistics.median(x["cpu_seconds"] for x in runs),
+    }
     if command:
         if encoder:
             from kb.embedding import ENCODERS_DIR
@@ -580,7 +629,9 @@ def search_path(q: str) -> str:
     return "/api/search?" + urllib.parse.urlencode({"q": q, "limit": 8})
 
 
-def load_test(host: str, port: int, queries: Sequence[str], clients: int, requests_per_client: int, pause: float = 0.0) -> dict:
+def load_test(
+    host: str, port: int, queries: Sequence[str], clients: int, requests_per_client: int, pause: float = 0.0
+) -> dict:
     """`clients` threads each send `requests_per_client` searches, waiting `pause` seconds after each answer.
 
     pause=0 is a saturation run (throughput); a pause like the site's 150 ms typing debounce models
@@ -682,7 +733,12 @@ def wait_until_settled(master: int, workers: int, timeout: float = 60.0) -> None
     while time.monotonic() < deadline:
         pids = children(master)
         now = [memory_mib(p)["rss"] for p in pids]
-        if len(pids) >= workers and last and len(now) == len(last) and all(abs(a - b) < 1.0 for a, b in zip(now, last, strict=True)):
+        if (
+            len(pids) >= workers
+            and last
+            and len(now) == len(last)
+            and all(abs(a - b) < 1.0 for a, b in zip(now, last, strict=True))
+        ):
             stable += 1
             if stable >= 4:
                 return
@@ -693,11 +749,23 @@ def wait_until_settled(master: int, workers: int, timeout: float = 60.0) -> None
 
 
 def bench_http(
-    index_dir: Path, content_dir: Path, queries: Sequence[str], work: Path, requests_1: int, requests_8: int, memory_queries: int = 1000, log=print
+    index_dir: Path,
+    content_dir: Path,
+    queries: Sequence[str],
+    work: Path,
+    requests_1: int,
+    requests_8: int,
+    memory_queries: int = 1000,
+    log=print,
 ) -> dict:
     """Start the production server (gunicorn, gunicorn.conf.py) on the built index and measure it."""
     port = free_port()
-    env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "KB_CONTENT_DIR": str(content_dir), "KB_BIND": f"127.0.0.1:{port}"}
+    env = {
+        **os.environ,
+        "KB_INDEX_DIR": str(index_dir),
+        "KB_CONTENT_DIR": str(content_dir),
+        "KB_BIND": f"127.0.0.1:{port}",
+    }
     workers = int(env.get("KB_WORKERS", "2"))
     log_path = work / "gunicorn.log"
     cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
@@ -759,7 +827,13 @@ def bench_http(
             )
             out["memory_end"] = server_memory(proc.pid)
             out["memory_end_queries"] = served
-            out.update(one=one, eight=eight, typing=typing, eight_cached=eight_cached, distinct_queries=len(set(fresh[: requests_1 + 16 * requests_8])))
+            out.update(
+                one=one,
+                eight=eight,
+                typing=typing,
+                eight_cached=eight_cached,
+                distinct_queries=len(set(fresh[: requests_1 + 16 * requests_8])),
+            )
         finally:
             proc.terminate()
             try:
@@ -790,7 +864,14 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
         r = near(n)
         if r and abs(r["size"] - n) <= n // 2:
             v = r["modes"]["hybrid"]["cold"]["p50"]
-            rows.append((f"hybrid p50 at {r['size']:,} chunks (every query encoded)", f"<= {limit:.0f} ms", f"{fmt(v)} ms", v <= limit))
+            rows.append(
+                (
+                    f"hybrid p50 at {r['size']:,} chunks (every query encoded)",
+                    f"<= {limit:.0f} ms",
+                    f"{fmt(v)} ms",
+                    v <= limit,
+                )
+            )
     r = near(10_000)
     if r and abs(r["size"] - 10_000) <= 5_000:
         v = r["modes"]["keyword"]["cold"]["p50"]
@@ -808,21 +889,56 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
         )
     b = results.get("build")
     if b:
-        rows.append(("full build overhead over raw encoding (within the build)", "<= 15 %", f"{fmt(b['overhead_pct'])} %", b["overhead_pct"] <= 15))
         rows.append(
-            ("full build overhead, pairwise wall time (build vs the raw run before it)", "<= 15 %", f"{fmt(b['pairwise_pct'])} %", b["pairwise_pct"] <= 15)
+            (
+                "full build overhead over raw encoding (within the build)",
+                "<= 15 %",
+                f"{fmt(b['overhead_pct'])} %",
+                b["overhead_pct"] <= 15,
+            )
+        )
+        rows.append(
+            (
+                "full build overhead, pairwise wall time (build vs the raw run before it)",
+                "<= 15 %",
+                f"{fmt(b['pairwise_pct'])} %",
+                b["pairwise_pct"] <= 15,
+            )
         )
     inc = results.get("incremental")
     if inc:
-        rows.append(("incremental rebuild, one guide changed (in-process)", "<= 3 s", f"{fmt(inc['seconds'], 2)} s", inc["seconds"] <= 3))
+        rows.append(
+            (
+                "incremental rebuild, one guide changed (in-process)",
+                "<= 3 s",
+                f"{fmt(inc['seconds'], 2)} s",
+                inc["seconds"] <= 3,
+            )
+        )
         if "command_seconds" in inc:
             v = inc["command_seconds"]
-            rows.append(("incremental rebuild, one guide changed (the command, fresh process)", "<= 3 s", f"{fmt(v, 2)} s", v <= 3))
+            rows.append(
+                (
+                    "incremental rebuild, one guide changed (the command, fresh process)",
+                    "<= 3 s",
+                    f"{fmt(v, 2)} s",
+                    v <= 3,
+                )
+            )
     if h and "memory_after" in h:
         worst = max((w["rss"] for w in h["memory_after"]["workers"]), default=float("nan"))
-        rows.append((f"resident memory per worker after {h['memory_after_queries']:,} queries", "<= 700 MB", f"{fmt(worst, 0)} MiB", worst * 1.048576 <= 700))
+        rows.append(
+            (
+                f"resident memory per worker after {h['memory_after_queries']:,} queries",
+                "<= 700 MB",
+                f"{fmt(worst, 0)} MiB",
+                worst * 1.048576 <= 700,
+            )
+        )
     if h and "cold_start_s" in h:
-        rows.append(("cold start to first answered query", "<= 10 s", f"{fmt(h['cold_start_s'], 2)} s", h["cold_start_s"] <= 10))
+        rows.append(
+            ("cold start to first answered query", "<= 10 s", f"{fmt(h['cold_start_s'], 2)} s", h["cold_start_s"] <= 10)
+        )
     return rows
 
 
@@ -859,7 +975,10 @@ def render(results: dict) -> str:
             return f"{fmt(d['p50'])} / {fmt(d['p95'])} ms"
 
         for r in results["queries"]:
-            rows = [(mode, r["modes"][mode]["cold"], r["modes"][mode]["cached"]) for mode in ("keyword", "semantic", "hybrid")]
+            rows = [
+                (mode, r["modes"][mode]["cold"], r["modes"][mode]["cached"])
+                for mode in ("keyword", "semantic", "hybrid")
+            ]
             if "long_hybrid" in r:
                 rows.append(("hybrid, 300-character queries", r["long_hybrid"], None))
             for label, cold, cached in rows:
@@ -879,7 +998,9 @@ def render(results: dict) -> str:
                     f"sentence-transformers (torch) p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms."
                 )
             else:
-                lines.append(f"Encoding one query alone (no search): p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms over {st['n']} queries.")
+                lines.append(
+                    f"Encoding one query alone (no search): p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms over {st['n']} queries."
+                )
         if qinfo:
             lines.append(
                 f"Queries: {qinfo['n']} distinct, {qinfo['recipe']}; each timed {qinfo['passes']} times, per-query median, then p50/p95 across queries."
@@ -959,7 +1080,8 @@ def render(results: dict) -> str:
             lines.append(
                 f"- as the command `{inc['command']}` in a fresh process (interpreter start, imports and the encoder included): "
                 f"median {inc['command_seconds']:.2f} s (CPU {inc.get('command_cpu_seconds', float('nan')):.2f} s) over "
-                f"{len(inc.get('command_runs', [])) or 1} edits: " + ", ".join(f"{x:.2f} s" for x in inc.get("command_runs", []))
+                f"{len(inc.get('command_runs', [])) or 1} edits: "
+                + ", ".join(f"{x:.2f} s" for x in inc.get("command_runs", []))
             )
     return "\n".join(lines) + "\n"
 
@@ -998,22 +1120,49 @@ class Plan:
 
 
 QUICK = Plan(
-    sizes=[300, 1_000], queries=40, long_queries=10, passes=1, encode=200, build_repeats=1, incremental_repeats=1, http_1=30, http_8=10, memory_queries=200
+    sizes=[300, 1_000],
+    queries=40,
+    long_queries=10,
+    passes=1,
+    encode=200,
+    build_repeats=1,
+    incremental_repeats=1,
+    http_1=30,
+    http_8=10,
+    memory_queries=200,
 )
 
 
 def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small smoke run (sizes 300 and 1,000, few queries); does not write the doc unless --write")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="small smoke run (sizes 300 and 1,000, few queries); does not write the doc unless --write",
+    )
     ap.add_argument("--sizes", help="corpus sizes in chunks, comma-separated (default 1000,10000,100000)")
     ap.add_argument("--queries", type=int, help="distinct queries per latency figure (default 150)")
-    ap.add_argument("--passes", type=int, help="timed passes over the queries; the per-query median is kept (default 3)")
-    ap.add_argument("--encode", type=int, help="SciFact passages encoded with the real model for the corpora (default 1000)")
+    ap.add_argument(
+        "--passes", type=int, help="timed passes over the queries; the per-query median is kept (default 3)"
+    )
+    ap.add_argument(
+        "--encode", type=int, help="SciFact passages encoded with the real model for the corpora (default 1000)"
+    )
     ap.add_argument("--build-repeats", type=int, help="raw-encoding / full-build pairs (default 3)")
-    ap.add_argument("--only", default="build,incremental,queries,http", help="sections to run (default all: build,incremental,queries,http)")
+    ap.add_argument(
+        "--only",
+        default="build,incremental,queries,http",
+        help="sections to run (default all: build,incremental,queries,http)",
+    )
     ap.add_argument("--content", default=str(ROOT / "content"), help="guides folder (default content/)")
-    ap.add_argument("--scifact", help="SciFact folder in BEIR layout (default: shared/eval/beir/scifact beside the checkout)")
-    ap.add_argument("--cache", default=str(ROOT / "index" / ".bench-cache"), help="where encoded passage vectors are kept between runs ('' for none)")
+    ap.add_argument(
+        "--scifact", help="SciFact folder in BEIR layout (default: shared/eval/beir/scifact beside the checkout)"
+    )
+    ap.add_argument(
+        "--cache",
+        default=str(ROOT / "index" / ".bench-cache"),
+        help="where encoded passage vectors are kept between runs ('' for none)",
+    )
     ap.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md even with --quick")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--json", help="also write every figure as JSON to this file")
@@ -1036,12 +1185,26 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
         embedder = SentenceTransformerEmbedder(onnx_dir=ROOT / "index" / ENCODERS_DIR)
     content = Path(args.content)
     cache = Path(args.cache) if args.cache else None
-    results: dict = {"machine": machine(), "command": COMMAND + (" --quick" if args.quick else ""), "date": dt.date.today().isoformat(), "plan": plan.__dict__}
-    log(f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; load average {results['machine']['load_average'][0]:.2f}")
+    results: dict = {
+        "machine": machine(),
+        "command": COMMAND + (" --quick" if args.quick else ""),
+        "date": dt.date.today().isoformat(),
+        "plan": plan.__dict__,
+    }
+    log(
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; load average {results['machine']['load_average'][0]:.2f}"
+    )
     if hasattr(embedder, "prepare_query_encoder"):
         folder, seconds = embedder.prepare_query_encoder()
-        results["query_encoder"] = {"backend": embedder.query_backend, "export_s": seconds, "folder": str(folder) if folder else None}
-        log(f"Query encoder: {embedder.query_backend}" + (f" (exported in {seconds:.1f} s, once per model)" if seconds else ""))
+        results["query_encoder"] = {
+            "backend": embedder.query_backend,
+            "export_s": seconds,
+            "folder": str(folder) if folder else None,
+        }
+        log(
+            f"Query encoder: {embedder.query_backend}"
+            + (f" (exported in {seconds:.1f} s, once per model)" if seconds else "")
+        )
     work = Path(tempfile.mkdtemp(prefix="kb-bench-"))
     try:
         build_index_dir: Path | None = None
@@ -1052,7 +1215,13 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
         if "incremental" in sections:
             log("\nIncremental rebuild after one guide changes")
             results["incremental"] = bench_incremental(
-                embedder, content, work, plan.incremental_repeats, command=not args.quick, encoder=results.get("query_encoder", {}).get("folder"), log=log
+                embedder,
+                content,
+                work,
+                plan.incremental_repeats,
+                command=not args.quick,
+                encoder=results.get("query_encoder", {}).get("folder"),
+                log=log,
             )
         guide_chunks, glossary = real_chunks(content)
         if build_index_dir is None and ({"queries", "http"} & sections):
@@ -1102,7 +1271,9 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
             for size in plan.sizes:
                 corpus = make_corpus(size, guide_chunks, guide_vectors, sci, sci_vectors)
                 log(f"\nCorpus of {size:,} chunks: {corpus.recipe}")
-                results["queries"].append(bench_queries(embedder, corpus, work, pool, longs, plan.passes, glossary, log=log))
+                results["queries"].append(
+                    bench_queries(embedder, corpus, work, pool, longs, plan.passes, glossary, log=log)
+                )
         if "http" in sections:
             log("\nHTTP: gunicorn -c gunicorn.conf.py on the real guides' index")
             http_pool = http_queries(gq)
@@ -1111,7 +1282,9 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
                 from kb.embedding import ENCODERS_DIR
 
                 shutil.copytree(encoder, build_index_dir / ENCODERS_DIR / Path(encoder).name, dirs_exist_ok=True)
-            results["http"] = bench_http(build_index_dir, content, http_pool, work, plan.http_1, plan.http_8, plan.memory_queries, log=log)
+            results["http"] = bench_http(
+                build_index_dir, content, http_pool, work, plan.http_1, plan.http_8, plan.memory_queries, log=log
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_start = results["machine"]["load_average"]

@@ -151,7 +151,9 @@ BODIES: dict[str, Callable[[], str]] = {
     "attr-lists": lambda: fill("a\n{: #x .y }\n\n"),
     "admonition-titles": lambda: fill('!!! note "a\n\n'),
     "footnotes-over": lambda: fill("a[^1] ", tail="\n\n[^1]: note\n"),
-    f"footnotes-{kc.MAX_FOOTNOTE_REFS}": lambda: fill(WORDS) + " " + "a[^1] " * (kc.MAX_FOOTNOTE_REFS - 1) + "\n\n[^1]: note\n",
+    f"footnotes-{kc.MAX_FOOTNOTE_REFS}": lambda: (
+        fill(WORDS) + " " + "a[^1] " * (kc.MAX_FOOTNOTE_REFS - 1) + "\n\n[^1]: note\n"
+    ),
     "glossary-terms-dense": lambda: fill("PSA UKFPO SJT "),
     "footnote-defs": lambda: fill("[^a]: x\n"),
     "abbreviations": lambda: "".join(f"*[A{i}]: x\n" for i in range(8000)) + fill("A1 A2 A3 ", room=ROOM // 2),
@@ -163,7 +165,10 @@ BODIES: dict[str, Callable[[], str]] = {
     "broken-guides": lambda: paragraphs("[x](/guides/nope) ", kc.MAX_MARKUP_PER_PARAGRAPH),
     "undefined-references": lambda: paragraphs("[x][nope] ", kc.MAX_MARKUP_PER_PARAGRAPH // 2),
     "acronyms": lambda: fill(
-        " ".join(f"Q{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}{chr(65 + i // 676 % 26)}" for i in range(ROOM // 5))[: kc.MAX_LINE_CHARS - 200] + "\n"
+        " ".join(f"Q{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}{chr(65 + i // 676 % 26)}" for i in range(ROOM // 5))[
+            : kc.MAX_LINE_CHARS - 200
+        ]
+        + "\n"
     ),
     "todo": lambda: fill("TODO "),
     "dated-claims": lambda: fill("FP2026 October 2025 "),
@@ -178,14 +183,21 @@ FRONT_MATTERS: dict[str, Callable[[], str]] = {
     "yaml-deep": lambda: "---\ntitle: " + "[" * 5_000 + "\n---\n\nx\n",
     "yaml-big-int": lambda: "---\ntitle: " + "1" * 5_000 + "\n---\n\nx\n",
     "yaml-many-tags": lambda: FRONT.replace("tags: [psa]", "tags:\n" + fill("  - nope\n")),
-    "yaml-many-sources": lambda: FRONT.replace("sources:\n", "sources:\n" + fill('  - title: "x"\n    url: "https://example.org/"\n')),
+    "yaml-many-sources": lambda: FRONT.replace(
+        "sources:\n", "sources:\n" + fill('  - title: "x"\n    url: "https://example.org/"\n')
+    ),
     "yaml-long-title": lambda: FRONT.replace('title: "Hostile guide"', 'title: "' + "x" * ROOM + '"'),
-    "yaml-tags-at-size-limit": lambda: FRONT.replace("tags: [psa]", "tags:\n" + fill("  - nope\n", room=kc.MAX_FRONT_MATTER_BYTES - 400)),
+    "yaml-tags-at-size-limit": lambda: FRONT.replace(
+        "tags: [psa]", "tags:\n" + fill("  - nope\n", room=kc.MAX_FRONT_MATTER_BYTES - 400)
+    ),
     "yaml-sources-at-size-limit": lambda: FRONT.replace(
-        "sources:\n", "sources:\n" + fill('  - title: "x"\n    url: "https://example.org/"\n', room=kc.MAX_FRONT_MATTER_BYTES - 400)
+        "sources:\n",
+        "sources:\n" + fill('  - title: "x"\n    url: "https://example.org/"\n', room=kc.MAX_FRONT_MATTER_BYTES - 400),
     ),
     "yaml-block-nesting": lambda: "---\ntitle:\n  " + "- " * 4_000 + "x\n---\n\nx\n",
-    "yaml-flow-at-depth-limit": lambda: FRONT.replace("tags: [psa]", "tags: " + fill("[" * 9 + "psa" + "]" * 9 + ", ", room=9_000, head="[", tail="]")),
+    "yaml-flow-at-depth-limit": lambda: FRONT.replace(
+        "tags: [psa]", "tags: " + fill("[" * 9 + "psa" + "]" * 9 + ", ", room=9_000, head="[", tail="]")
+    ),
 }
 
 
@@ -249,13 +261,21 @@ def run(name: str, timeout: float, memory_mb: int) -> dict:
         started = time.perf_counter()
         try:
             proc = subprocess.run(
-                [sys.executable, __file__, "--child", name, str(content)], capture_output=True, text=True, timeout=timeout, preexec_fn=cap, cwd=tmp
+                [sys.executable, __file__, "--child", name, str(content)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                preexec_fn=cap,
+                cwd=tmp,
             )
         except subprocess.TimeoutExpired:
             return {"case": name, "failed": f"still running after {timeout:.0f} s"}
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            return {"case": name, "failed": f"rc {proc.returncode} after {time.perf_counter() - started:.1f} s: {tail[:160]}"}
+            return {
+                "case": name,
+                "failed": f"rc {proc.returncode} after {time.perf_counter() - started:.1f} s: {tail[:160]}",
+            }
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -277,7 +297,9 @@ def main() -> int:
     unknown = [n for n in names if n not in BODIES and n not in FRONT_MATTERS]
     if unknown:
         parser.error(f"unknown case(s): {', '.join(unknown)}; see --list")
-    print(f"{'case':34} {'bytes':>8} {'load':>5} {'check':>6} {'render':>6} {'page':>5} {'chunk':>5} {'MB':>5}  first error")
+    print(
+        f"{'case':34} {'bytes':>8} {'load':>5} {'check':>6} {'render':>6} {'page':>5} {'chunk':>5} {'MB':>5}  first error"
+    )
     worst = 0.0
     for name in names:
         r = run(name, args.timeout, args.memory_mb)
@@ -285,7 +307,9 @@ def main() -> int:
             print(f"{name:34} FAILED: {r['failed']}", flush=True)
             worst = float("inf")
             continue
-        cells = [f"{r.get(k, ''):>{w}}" for k, w in (("load", 5), ("check", 6), ("render", 6), ("page", 5), ("chunk", 5))]
+        cells = [
+            f"{r.get(k, ''):>{w}}" for k, w in (("load", 5), ("check", 6), ("render", 6), ("page", 5), ("chunk", 5))
+        ]
         note = r.get("message") or r.get("render_error") or r.get("check_error") or ""
         print(f"{name:34} {r['bytes']:>8} {' '.join(cells)} {r['max_rss_mb']:>5}  {note}", flush=True)
         worst = max(worst, *(r.get(k, 0) for k in ("load", "check", "render", "page", "chunk")))

@@ -67,7 +67,9 @@ def edit_every_section(path: Path, n: int) -> None:
     body_start = text.index("\n---", 3) + 4
     head, body = text[:body_start], text[body_start:]
     body = re.sub(r" \(all \d+\)\.", ".", body)
-    body = re.sub(r"(^\s*|\n#{2,6} [^\n]+\n\n)([^#\n-][^\n]*?)\.", lambda m: f"{m.group(1)}{m.group(2)} (all {n}).", body)
+    body = re.sub(
+        r"(^\s*|\n#{2,6} [^\n]+\n\n)([^#\n-][^\n]*?)\.", lambda m: f"{m.group(1)}{m.group(2)} (all {n}).", body
+    )
     path.write_text(head + body, encoding="utf-8")
 
 
@@ -106,7 +108,11 @@ def bench_encoders(content: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--content", default=str(ROOT / "content"))
-    ap.add_argument("--from-index", default=None, help="copy this built index (and its embedding cache) instead of building one first")
+    ap.add_argument(
+        "--from-index",
+        default=None,
+        help="copy this built index (and its embedding cache) instead of building one first",
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--encoders", action="store_true", help="only compare the encoders on one guide's chunks")
     args = ap.parse_args()
@@ -137,7 +143,14 @@ def main() -> int:
             rows.append(("no change (script)", wall, cpu, out.splitlines()[0]))
             edit_body(content / GUIDE, n)
             wall, cpu, out = run_script(content, index)
-            rows.append((f"edit {GUIDE} (script)", wall, cpu, " | ".join(out.splitlines()[0:4:2]) if len(out.splitlines()) > 2 else out))
+            rows.append(
+                (
+                    f"edit {GUIDE} (script)",
+                    wall,
+                    cpu,
+                    " | ".join(out.splitlines()[0:4:2]) if len(out.splitlines()) > 2 else out,
+                )
+            )
 
         edit_every_section(content / GUIDE, 1)
         wall, cpu, out = run_script(content, index)
@@ -148,7 +161,14 @@ def main() -> int:
             edit_body(content / GUIDE, n)
             t0, c0 = time.perf_counter(), time.process_time()
             report = build_index(content, index, encoder)
-            rows.append((f"edit {GUIDE} (in-process)", time.perf_counter() - t0, time.process_time() - c0, report.summary().splitlines()[0]))
+            rows.append(
+                (
+                    f"edit {GUIDE} (in-process)",
+                    time.perf_counter() - t0,
+                    time.process_time() - c0,
+                    report.summary().splitlines()[0],
+                )
+            )
 
         width = max(len(r[0]) for r in rows)
         print(f"{'rebuild':<{width}}  {'wall s':>7}  {'CPU s':>6}  summary")

@@ -31,7 +31,10 @@ from kb.search import Searcher  # noqa: E402
 def signals(searcher: Searcher, query: str) -> list[dict]:
     """The candidates the site weighed for `query`, as it weighed them: cosine, lexical share and best passage."""
     coverage = searcher.search(query, limit=10, mode="hybrid").coverage
-    return [{"cos": c.cosine, "lex": c.lexical, "passage": answer.passage(c.chunk.text, coverage.wanted)} for c in coverage.candidates]
+    return [
+        {"cos": c.cosine, "lex": c.lexical, "passage": answer.passage(c.chunk.text, coverage.wanted)}
+        for c in coverage.candidates
+    ]
 
 
 def measure(rows: list[dict], weight: float, answered_at: float, related_at: float) -> dict:
@@ -62,11 +65,17 @@ def measure(rows: list[dict], weight: float, answered_at: float, related_at: flo
 
 
 @click.command()
-@click.option("--index", "index_dir", required=True, help="A built index of content/ (scripts/build_index.py --index DIR).")
+@click.option(
+    "--index", "index_dir", required=True, help="A built index of content/ (scripts/build_index.py --index DIR)."
+)
 def main(index_dir):
     searcher = Searcher(index_dir, SentenceTransformerEmbedder(cache_size=0), max_query_length=5000, max_limit=200)
-    rows = [{"half": j.half, "answerable": True, "phrase": j.answer, "cands": signals(searcher, j.query)} for j in load_judgements(DEFAULT_QUERIES)] + [
-        {"half": u.half, "answerable": False, "phrase": None, "cands": signals(searcher, u.query)} for u in load_unanswerable(DEFAULT_UNANSWERABLE)
+    rows = [
+        {"half": j.half, "answerable": True, "phrase": j.answer, "cands": signals(searcher, j.query)}
+        for j in load_judgements(DEFAULT_QUERIES)
+    ] + [
+        {"half": u.half, "answerable": False, "phrase": None, "cands": signals(searcher, u.query)}
+        for u in load_unanswerable(DEFAULT_UNANSWERABLE)
     ]
     tune = [r for r in rows if r["half"] == "tune"]
     test = [r for r in rows if r["half"] == "test"]
@@ -77,7 +86,11 @@ def main(index_dir):
                 if related_at >= answered_at:
                     continue
                 m = measure(tune, weight, answered_at, related_at)
-                if m["unanswerable_flagged"] >= 0.88 and m["answerable_not_covered"] <= 0.05 and m["unanswerable_not_covered"] >= 0.3:
+                if (
+                    m["unanswerable_flagged"] >= 0.88
+                    and m["answerable_not_covered"] <= 0.05
+                    and m["unanswerable_not_covered"] >= 0.3
+                ):
                     key = (m["card_shown"], m["unanswerable_flagged"])
                     if best is None or key > best[0]:
                         best = (key, (weight, answered_at, related_at))

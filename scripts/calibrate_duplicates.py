@@ -137,21 +137,32 @@ def main(content_dir: str | None, sample: int, seed: int) -> None:
     rng = random.Random(seed)
     picked = rng.sample(range(len(sections)), min(sample, len(sections)))
     copies: dict[str, np.ndarray] = {}
-    for level, edit in (("verbatim", lambda t: t), ("light edit", lambda t: light_edit(t, rng)), ("moderate edit", lambda t: moderate_edit(t, rng))):
+    for level, edit in (
+        ("verbatim", lambda t: t),
+        ("light edit", lambda t: light_edit(t, rng)),
+        ("moderate edit", lambda t: moderate_edit(t, rng)),
+    ):
         texts = [edit(sections[i].text) for i in picked]
         copied = [Section("copy.md", "copy", "", "", 0, t) for t in texts]
         vec = vectors.vectors(copied)
         copies[level] = np.einsum("ij,ij->i", vec, matrix[picked])
     click.echo(f"\nCopied sections ({len(picked)} each), similarity to the original")
     for level, values in copies.items():
-        click.echo("  {:<14} min {:.3f}  p5 {:.3f}  p25 {:.3f}  median {:.3f}".format(level, *np.percentile(values, [0, 5, 25, 50])))
+        click.echo(
+            "  {:<14} min {:.3f}  p5 {:.3f}  p25 {:.3f}  median {:.3f}".format(
+                level, *np.percentile(values, [0, 5, 25, 50])
+            )
+        )
 
     # Why the checker does not reuse the search index's vectors: they embed "guide title > heading"
     # before the text, so the same text under another guide's title no longer looks the same.
     titles = {src.slug: str((yaml.safe_load(src.fm_text) or {}).get("title") or src.slug) for src in sources}
     others = sorted(set(titles.values()))
     originals = [f"{titles[sections[i].slug]} > {sections[i].heading}\n{sections[i].text}" for i in picked]
-    moved = [f"{rng.choice([t for t in others if t != titles[sections[i].slug]])} > {sections[i].heading}\n{sections[i].text}" for i in picked]
+    moved = [
+        f"{rng.choice([t for t in others if t != titles[sections[i].slug]])} > {sections[i].heading}\n{sections[i].text}"
+        for i in picked
+    ]
     prefixed = np.einsum("ij,ij->i", embedder.encode(originals), embedder.encode(moved))
     click.echo(
         "  {:<14} min {:.3f}  p5 {:.3f}  p25 {:.3f}  median {:.3f}   (search-index style: title and heading prefixed)".format(

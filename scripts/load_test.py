@@ -97,7 +97,13 @@ def start_server(args, port: int, log_path: Path) -> subprocess.Popen:
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     proc._log = log  # type: ignore[attr-defined]
     return proc
 
@@ -227,7 +233,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
     arr = np.asarray(values) * 1000
-    return {"p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)), "p99": float(np.percentile(arr, 99)), "max": float(arr.max())}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p95": float(np.percentile(arr, 95)),
+        "p99": float(np.percentile(arr, 99)),
+        "max": float(arr.max()),
+    }
 
 
 def report_markdown(args, result: dict) -> str:
@@ -240,7 +251,9 @@ def report_markdown(args, result: dict) -> str:
         f"gunicorn with `gunicorn.conf.py` ({args.workers} workers x {args.threads} threads, preloaded app, model warmed in each worker) on loopback, "
         f"serving the real content index ({result['health'].get('chunks')} chunks, {result['health'].get('generation')}, "
         f"model {result['health'].get('model')}). {args.clients} concurrent clients (threads, one new connection per request) for "
-        f"{args.duration:.0f} s; traffic mix: " + ", ".join(f"{k} {w}%" for k, w in MIX) + "; half the searches repeat common "
+        f"{args.duration:.0f} s; traffic mix: "
+        + ", ".join(f"{k} {w}%" for k, w in MIX)
+        + "; half the searches repeat common "
         "questions (answered from the encoder's query cache), half are new variants (the encoder runs).",
         "",
     ]
@@ -249,7 +262,9 @@ def report_markdown(args, result: dict) -> str:
         lines += [
             f"Besides the clients, {args.slow} slow connections were held open throughout (half with headers that never end, half "
             f"a feedback post sending 9 of 1,000 announced bytes), reopened whenever the server dropped one: {slow['opened']} opened, "
-            "ended by the server: " + (", ".join(f"{k} x{n}" for k, n in sorted(slow["dropped"].items())) or "none") + ".",
+            "ended by the server: "
+            + (", ".join(f"{k} x{n}" for k, n in sorted(slow["dropped"].items())) or "none")
+            + ".",
             "",
         ]
     lines += [
@@ -268,7 +283,9 @@ def report_markdown(args, result: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, k in result["kinds"].items():
-        lines.append(f"| {kind} | {k['requests']} | {k['errors']} | {k['p50']:.1f} | {k['p95']:.1f} | {k['p99']:.1f} | {k['max']:.1f} |")
+        lines.append(
+            f"| {kind} | {k['requests']} | {k['errors']} | {k['p50']:.1f} | {k['p95']:.1f} | {k['p99']:.1f} | {k['max']:.1f} |"
+        )
     lines += ["", result["note"], ""]
     if result["failures"]:
         lines += ["Errors by kind: " + ", ".join(f"{k} x{n}" for k, n in result["failures"].items()), ""]
@@ -277,7 +294,11 @@ def report_markdown(args, result: dict) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace the `## Load test` section of a markdown file (or append it), keeping the rest."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nMeasured figures and the commands that produced them.\n"
+    text = (
+        path.read_text(encoding="utf-8")
+        if path.exists()
+        else "# Benchmarks\n\nMeasured figures and the commands that produced them.\n"
+    )
     pattern = re.compile(r"^## Load test\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip() + "\n\n", text, count=1)
@@ -293,11 +314,15 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (KB_WORKERS)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (KB_THREADS)")
-    parser.add_argument("--slow", type=int, default=0, metavar="N", help="also hold N slow connections open for the whole run")
+    parser.add_argument(
+        "--slow", type=int, default=0, metavar="N", help="also hold N slow connections open for the whole run"
+    )
     parser.add_argument("--content", default=str(ROOT / "content"))
     parser.add_argument("--index", default=str(ROOT / "index"))
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--write", metavar="MARKDOWN", help="also write the figures into this file's '## Load test' section")
+    parser.add_argument(
+        "--write", metavar="MARKDOWN", help="also write the figures into this file's '## Load test' section"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one line of JSON at the end")
     args = parser.parse_args()
 
@@ -305,7 +330,10 @@ def main() -> int:
 
     st = index_status(args.content, args.index)
     if not st.built or st.stale:
-        print(f"The index at {args.index} is not usable or not current ({st.reason}); run: python scripts/build_index.py", file=sys.stderr)
+        print(
+            f"The index at {args.index} is not usable or not current ({st.reason}); run: python scripts/build_index.py",
+            file=sys.stderr,
+        )
         return 2
 
     port = free_port()
@@ -317,7 +345,10 @@ def main() -> int:
         guides = json.loads(fetch(port, "/api/guides")[1])
         slugs = [g["slug"] for g in guides["guides"]]
         lists = ["/", "/guides", "/tags"] + [c["url"] for c in guides["categories"]]
-        print(f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers, log {log_path}); {args.clients} clients for {args.duration:.0f} s ...", flush=True)
+        print(
+            f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers, log {log_path}); {args.clients} clients for {args.duration:.0f} s ...",
+            flush=True,
+        )
         stop_at = time.monotonic() + args.duration
         slow = SlowConnections(port, args.slow, stop_at, slugs[0])
         if args.slow:
@@ -365,7 +396,11 @@ def main() -> int:
     overall["rps"] = overall["requests"] / elapsed if elapsed else 0.0
     cpu = ""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     result = {

@@ -27,14 +27,31 @@ def _source(value: str) -> tuple[str, str]:
 @click.command()
 @click.argument("title")
 @click.option("--category", required=True, help="The folder it goes in, e.g. placements (see content/taxonomy.yml).")
-@click.option("--tag", "tags", multiple=True, help="A tag from content/taxonomy.yml; repeat for more (default: the category's usual tags).")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="A tag from content/taxonomy.yml; repeat for more (default: the category's usual tags).",
+)
 @click.option("--summary", default=None, help="One or two sentences on what the guide answers.")
 @click.option("--author", "authors", multiple=True, help='Your role, e.g. "F2 doctor" (not your name).')
-@click.option("--applies-to", default="evergreen", show_default=True, help="evergreen, or the cycle it describes, e.g. FP2027.")
-@click.option("--source", "sources", multiple=True, help='"Page title | https://..." you checked the facts against; repeat for more.')
+@click.option(
+    "--applies-to", default="evergreen", show_default=True, help="evergreen, or the cycle it describes, e.g. FP2027."
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help='"Page title | https://..." you checked the facts against; repeat for more.',
+)
 @click.option("--slug", default=None, help="File name without .md (default: made from the title).")
 @click.option("--content", "content_dir", default=None, help="Content folder (default: KB_CONTENT_DIR).")
-@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Date for last_reviewed (default: KB_TODAY, else today).")
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Date for last_reviewed (default: KB_TODAY, else today).",
+)
 @click.option("--force", is_flag=True, help="Overwrite a guide with the same file name.")
 @click.option("--no-input", is_flag=True, help="Never ask questions; use the defaults.")
 def main(title, category, tags, summary, authors, applies_to, sources, slug, content_dir, today, force, no_input):
@@ -71,7 +88,9 @@ def main(title, category, tags, summary, authors, applies_to, sources, slug, con
     click.echo("Next:")
     click.echo("  1. Replace every TODO with your own writing: keep headings as the questions students ask.")
     if guide.suggested_sources:
-        click.echo("  2. Check the summary and the suggested sources: keep the pages you checked, add the ones you used.")
+        click.echo(
+            "  2. Check the summary and the suggested sources: keep the pages you checked, add the ones you used."
+        )
     else:
         click.echo("  2. Check the summary and sources.")
     click.echo(f"  3. Preview it: make dev, then open http://127.0.0.1:5000/guides/{guide.slug}")

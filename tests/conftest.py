@@ -34,7 +34,11 @@ def content_today(content_dir: Path = ROOT / "content") -> dt.date:
     Taken from the content, never from the clock, so a guide reviewed today is not "in the future"
     and the answer is the same on any day the suite runs.
     """
-    days = re.findall(r"^last_reviewed:\s*(\d{4}-\d{2}-\d{2})", "\n".join(p.read_text(encoding="utf-8") for p in content_dir.rglob("*.md")), re.M)
+    days = re.findall(
+        r"^last_reviewed:\s*(\d{4}-\d{2}-\d{2})",
+        "\n".join(p.read_text(encoding="utf-8") for p in content_dir.rglob("*.md")),
+        re.M,
+    )
     return max(dt.date.fromisoformat(d) for d in days)
 
 
@@ -73,7 +77,12 @@ def fake_embedder():
 @pytest.fixture
 def app(fixture_index, real_embedder):
     return create_app(
-        {"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(fixture_index), "KB_RELOAD_INTERVAL": 0},
+        {
+            "TESTING": True,
+            "KB_CONTENT_DIR": str(FIXTURE_CONTENT),
+            "KB_INDEX_DIR": str(fixture_index),
+            "KB_RELOAD_INTERVAL": 0,
+        },
         embedder=real_embedder,
     )
 

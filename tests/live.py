@@ -40,7 +40,9 @@ def wait_until_up(url: str, timeout: float, proc: subprocess.Popen | None = None
 
 
 @contextlib.contextmanager
-def gunicorn(content: Path, index: Path, *, workers: int = 1, env: dict | None = None, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+def gunicorn(
+    content: Path, index: Path, *, workers: int = 1, env: dict | None = None, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `gunicorn -c gunicorn.conf.py 'app:create_app()'` on a free loopback port; yield (base URL, process)."""
     port = free_port()
     full_env = {

@@ -23,13 +23,18 @@ class PostgresUnavailable(RuntimeError):
 
 
 def _bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: [int(x) for x in p.split("/")[4].split(".") if x.isdigit()])
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: [int(x) for x in p.split("/")[4].split(".") if x.isdigit()],
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).parent
-    raise PostgresUnavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed: run `bash scripts/ensure_test_services.sh` as root on Debian")
+    raise PostgresUnavailable(
+        "PostgreSQL server binaries (initdb, pg_ctl) are not installed: run `bash scripts/ensure_test_services.sh` as root on Debian"
+    )
 
 
 def _free_port() -> int:
@@ -57,24 +62,53 @@ class TemporaryPostgres:
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         result = subprocess.run([*self._as, *args], capture_output=True, text=True, timeout=timeout, cwd=self.root)
         if result.returncode != 0:
-            raise PostgresUnavailable(f"{Path(args[0]).name} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+            raise PostgresUnavailable(
+                f"{Path(args[0]).name} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
 
     def start(self) -> TemporaryPostgres:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     return self
             time.sleep(0.1)
-        raise PostgresUnavailable(f"PostgreSQL did not accept connections on 127.0.0.1:{self.port}; see {self.root / 'server.log'}")
+        raise PostgresUnavailable(
+            f"PostgreSQL did not accept connections on 127.0.0.1:{self.port}; see {self.root / 'server.log'}"
+        )
 
     def stop(self) -> None:
         try:
             if (self.data / "postmaster.pid").exists():
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
+                self._run(
+                    str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60
+                )
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -64,11 +64,17 @@ def test_searches_are_logged_from_the_page_and_the_api_but_not_as_you_type(site)
     assert re.fullmatch(r"[0-9a-f]{16}", api["search_id"]) and re.fullmatch(r"[0-9a-f]{16}", live["search_id"])
     flush(app)
     logged = rows(site.db, "select query, mode, source, results from searches order by id")
-    assert logged == [("resit", "hybrid", "page", logged[0][3]), ("question banks", "keyword", "api", len(api["groups"]))]
+    assert logged == [
+        ("resit", "hybrid", "page", logged[0][3]),
+        ("question banks", "keyword", "api", len(api["groups"])),
+    ]
     assert logged[0][3] > 0
     # result links stay clean guide URLs; the click is reported by ping / beacon with the search id
     sid = re.search(r'ping="/api/click\?s=([0-9a-f]{16})&amp;g=psa-resits&amp;r=1"', html).group(1)
-    assert 'href="/guides/psa-resits?h=resit#can-i-resit-the-psa"' in html and f'data-click="/api/click?s={sid}&amp;g=psa-resits&amp;r=1&amp;q=resit"' in html
+    assert (
+        'href="/guides/psa-resits?h=resit#can-i-resit-the-psa"' in html
+        and f'data-click="/api/click?s={sid}&amp;g=psa-resits&amp;r=1&amp;q=resit"' in html
+    )
 
 
 def test_click_endpoint_records_once_and_ignores_junk(site):
@@ -81,7 +87,9 @@ def test_click_endpoint_records_once_and_ignores_junk(site):
         assert r.status_code == 204 and r.data == b""
     assert c.post("/api/click?s=not-an-id&g=psa-resits&r=1").status_code == 204
     assert c.post(f"/api/click?s={sid}&g=no-such-guide&r=1").status_code == 204
-    assert c.post("/api/click?s=0123456789abcdef&g=study-groups&r=2&q=Study+Tips").status_code == 204  # as-you-type result
+    assert (
+        c.post("/api/click?s=0123456789abcdef&g=study-groups&r=2&q=Study+Tips").status_code == 204
+    )  # as-you-type result
     flush(app)
     assert sorted(rows(site.db, "select slug, rank from clicks")) == [("psa-resits", 1), ("study-groups", 2)]
     assert ("study tips", "live") in rows(site.db, "select query, source from searches")
@@ -112,7 +120,11 @@ def test_report_lists_zero_result_query_and_clicked_guide_and_the_file_holds_no_
     assert raw and b"xylophone zebra" in raw
     for needle in (IP, FORWARDED, AGENT, "203.0.113", "UniqueAgent"):
         assert needle.encode() not in raw
-    columns = {col for table in ("searches", "clicks", "feedback") for (_, col, *_r) in rows(site.db, f"pragma table_info({table})")}
+    columns = {
+        col
+        for table in ("searches", "clicks", "feedback")
+        for (_, col, *_r) in rows(site.db, f"pragma table_info({table})")
+    }
     assert not {col for col in columns if re.search(r"ip|addr|agent|cookie|user|session", col)}
     # and the site sets no cookies
     for url in ("/", "/search?q=resit", "/guides/psa-resits", "/api/search?q=psa"):
@@ -127,7 +139,12 @@ def test_report_json(site):
     import json
 
     data = json.loads(result.output)
-    assert data["ok"] and data["days"] == 7 and data["totals"]["searches"] == 1 and data["top_queries"][0]["query"] == "resit"
+    assert (
+        data["ok"]
+        and data["days"] == 7
+        and data["totals"]["searches"] == 1
+        and data["top_queries"][0]["query"] == "resit"
+    )
 
 
 def test_logging_can_be_switched_off(site):
@@ -171,7 +188,11 @@ def form(c, slug="psa-resits"):
 def test_feedback_round_trip_without_javascript(site):
     app, c = site()
     token = form(c)
-    r = c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "no", "comment": "No resit fees"}, headers={"Origin": "http://localhost"})
+    r = c.post(
+        "/guides/psa-resits/feedback",
+        data={"token": token, "helpful": "no", "comment": "No resit fees"},
+        headers={"Origin": "http://localhost"},
+    )
     assert r.status_code == 303 and r.headers["Location"].endswith("/guides/psa-resits?feedback=thanks#feedback")
     assert "Thank you" in c.get("/guides/psa-resits?feedback=thanks").get_data(as_text=True)
     r = c.post(
@@ -180,7 +201,10 @@ def test_feedback_round_trip_without_javascript(site):
         headers={"Accept": "application/json", "Referer": "http://localhost/guides/psa-resits"},
     )
     assert r.status_code == 200 and r.get_json() == {"ok": True, "slug": "psa-resits", "helpful": True}
-    assert sorted(rows(site.db, "select slug, helpful, comment from feedback")) == [("psa-resits", 0, "No resit fees"), ("psa-resits", 1, None)]
+    assert sorted(rows(site.db, "select slug, helpful, comment from feedback")) == [
+        ("psa-resits", 0, "No resit fees"),
+        ("psa-resits", 1, None),
+    ]
     out = app.test_cli_runner().invoke(args=["kb", "report"]).output
     fb = out.split("Guides by negative feedback")[1]
     assert "1 no   1 yes  psa-resits" in fb and "No resit fees" in fb
@@ -194,14 +218,34 @@ def test_feedback_round_trip_without_javascript(site):
         ({"helpful": "yes"}, {}, 403, "could not be verified"),
         ({"helpful": "yes", "token": "forged.token.value"}, {}, 403, "could not be verified"),
         ({"helpful": "yes", "token": "<study-groups>"}, {}, 403, "could not be verified"),
-        ({"helpful": "yes", "token": "<token>"}, {"Origin": "https://evil.example"}, 403, "only be sent from this site"),
+        (
+            {"helpful": "yes", "token": "<token>"},
+            {"Origin": "https://evil.example"},
+            403,
+            "only be sent from this site",
+        ),
         ({"helpful": "yes", "token": "<token>"}, {"Origin": "null"}, 403, "only be sent from this site"),
         ({"helpful": "yes", "token": "<token>"}, {"Sec-Fetch-Site": "cross-site"}, 403, "only be sent from this site"),
-        ({"helpful": "yes", "token": "<token>"}, {"Referer": "https://evil.example/page"}, 403, "only be sent from this site"),
+        (
+            {"helpful": "yes", "token": "<token>"},
+            {"Referer": "https://evil.example/page"},
+            403,
+            "only be sent from this site",
+        ),
         ({"helpful": "maybe", "token": "<token>"}, {}, 400, "'helpful' must be 'yes' or 'no'"),
         ({"helpful": "no", "token": "<token>", "comment": "x" * 1001}, {}, 400, "limit is 1000"),
     ],
-    ids=["no-token", "forged", "other-guide-token", "cross-origin", "opaque-origin", "cross-site-fetch", "foreign-referer", "bad-answer", "long-comment"],
+    ids=[
+        "no-token",
+        "forged",
+        "other-guide-token",
+        "cross-origin",
+        "opaque-origin",
+        "cross-site-fetch",
+        "foreign-referer",
+        "bad-answer",
+        "long-comment",
+    ],
 )
 def test_feedback_rejections(site, data, headers, status, message):
     app, c = site()
@@ -217,11 +261,19 @@ def test_feedback_rejections(site, data, headers, status, message):
 def test_feedback_is_rate_limited_per_client(site):
     app, c = site()
     token = form(c)
-    codes = [c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}).status_code for _ in range(6)]
+    codes = [
+        c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}).status_code for _ in range(6)
+    ]
     assert codes == [303] * 5 + [429]
-    r = c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, headers={"Accept": "application/json"})
+    r = c.post(
+        "/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, headers={"Accept": "application/json"}
+    )
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0 and "try again in" in r.get_json()["error"]
-    other = c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, environ_base={"REMOTE_ADDR": "192.0.2.9"})
+    other = c.post(
+        "/guides/psa-resits/feedback",
+        data={"token": token, "helpful": "yes"},
+        environ_base={"REMOTE_ADDR": "192.0.2.9"},
+    )
     assert other.status_code == 303
     assert rows(site.db, "select count(*) from feedback") == [(6,)]
     assert c.post("/guides/nope/feedback", data={"token": token, "helpful": "yes"}).status_code == 404
@@ -250,7 +302,11 @@ def test_a_database_blip_does_not_leave_a_worker_signing_with_its_own_key(site, 
     assert c1.get("/guides/psa-resits").status_code == 200  # the guide still renders during the outage
     blocker.unlink()  # the database is back
     for signer, taker in ((c2, c1), (c1, c2)):
-        r = taker.post("/guides/psa-resits/feedback", data={"token": form(signer), "helpful": "yes"}, headers={"Accept": "application/json"})
+        r = taker.post(
+            "/guides/psa-resits/feedback",
+            data={"token": form(signer), "helpful": "yes"},
+            headers={"Accept": "application/json"},
+        )
         assert r.status_code == 200, r.get_json()
     with sqlite3.connect(blocker / "analytics.sqlite3") as conn:
         assert conn.execute("select count(*) from feedback").fetchone() == (2,)
@@ -262,8 +318,13 @@ def test_feedback_while_the_signing_key_cannot_be_read_is_a_clear_503(site, tmp_
     app, c = site(KB_DATABASE_URL=f"sqlite:///{blocker / 'analytics.sqlite3'}")
     pages = [c.get("/guides/psa-resits").get_data(as_text=True) for _ in range(3)]
     assert all('name="token" value=""' in page and "Was this helpful?" in page for page in pages)
-    r = c.post("/guides/psa-resits/feedback", data={"token": "", "helpful": "yes"}, headers={"Accept": "application/json"})
-    assert r.status_code == 503 and r.get_json()["error"] == "feedback cannot be taken just now; please try again in a few minutes"
+    r = c.post(
+        "/guides/psa-resits/feedback", data={"token": "", "helpful": "yes"}, headers={"Accept": "application/json"}
+    )
+    assert (
+        r.status_code == 503
+        and r.get_json()["error"] == "feedback cannot be taken just now; please try again in a few minutes"
+    )
     html = c.post("/guides/psa-resits/feedback", data={"token": "", "helpful": "yes"})
     assert html.status_code == 503 and "Traceback" not in html.get_data(as_text=True)
     # asked once, not on every page: the next attempt waits KEY_RETRY_INTERVAL
@@ -278,7 +339,9 @@ def test_behind_a_proxy_each_reader_has_their_own_rate_limit(site):
 
     def post(forwarded_for: str) -> int:
         environ = {**proxy, "HTTP_X_FORWARDED_FOR": forwarded_for}
-        return c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, environ_base=environ).status_code
+        return c.post(
+            "/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, environ_base=environ
+        ).status_code
 
     assert [post(f"198.51.100.{i}") for i in range(16)] == [303] * 16  # sixteen readers, one proxy
     # one reader cannot dodge the limit by adding addresses of their own in front of the proxy's entry
@@ -290,7 +353,11 @@ def test_without_proxy_hops_forwarded_headers_are_ignored(site):
     app, c = site()
     token = form(c)
     codes = [
-        c.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, environ_base={"HTTP_X_FORWARDED_FOR": f"198.51.100.{i}"}).status_code
+        c.post(
+            "/guides/psa-resits/feedback",
+            data={"token": token, "helpful": "yes"},
+            environ_base={"HTTP_X_FORWARDED_FOR": f"198.51.100.{i}"},
+        ).status_code
         for i in range(6)
     ]
     assert codes == [303] * 5 + [429]
@@ -306,7 +373,9 @@ def test_feedback_tokens_are_short_lived(site, monkeypatch):
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: now - 2 * 3600 + 60)
     recent = form(c)
     monkeypatch.undo()
-    r = c.post("/guides/psa-resits/feedback", data={"token": old, "helpful": "yes"}, headers={"Accept": "application/json"})
+    r = c.post(
+        "/guides/psa-resits/feedback", data={"token": old, "helpful": "yes"}, headers={"Accept": "application/json"}
+    )
     assert r.status_code == 403 and "expired; reload the page" in r.get_json()["error"]
     assert c.post("/guides/psa-resits/feedback", data={"token": recent, "helpful": "yes"}).status_code == 303
 
@@ -355,11 +424,21 @@ def test_report_groups_the_questions_search_could_not_answer_by_demand(fixture_i
         ("council tax exemption for students", 1),
     ]
     night = gaps[0]
-    assert [w["query"] for w in night["wordings"]] == ["night shift survival f1", "surviving night shifts as an f1", "f1 night shift survival"]
-    assert night["closest"]["slug"] and night["command"].startswith("python scripts/new_guide.py 'Night shift survival f1' --category ")
+    assert [w["query"] for w in night["wordings"]] == [
+        "night shift survival f1",
+        "surviving night shifts as an f1",
+        "f1 night shift survival",
+    ]
+    assert night["closest"]["slug"] and night["command"].startswith(
+        "python scripts/new_guide.py 'Night shift survival f1' --category "
+    )
 
     text = app.test_cli_runner().invoke(args=["kb", "report"]).output
     section = text.split("Questions we could not answer")[1]
-    assert section.index("night shift survival f1") < section.index("usmle step 1 passing score") < section.index("council tax exemption")
+    assert (
+        section.index("night shift survival f1")
+        < section.index("usmle step 1 passing score")
+        < section.index("council tax exemption")
+    )
     assert "also asked as: “surviving night shifts as an f1” (2)" in section
     assert "how many questions are in the psa" not in section

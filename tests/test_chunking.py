@@ -42,7 +42,9 @@ def test_plain_text_strips_markdown():
 
 def test_plain_text_keeps_its_output_in_linear_time_forms():
     # the patterns were rewritten so no hostile guide makes them backtrack; what they produce is unchanged
-    assert plain_text("Intro:\n\n- one\n- two") == "Intro:\n- one\n- two"  # as before: the blank line before a list goes
+    assert (
+        plain_text("Intro:\n\n- one\n- two") == "Intro:\n- one\n- two"
+    )  # as before: the blank line before a list goes
     assert plain_text("[a link\nacross lines](https://x.org) and ![alt](p.png)") == "a link\nacross lines and alt"
     assert plain_text('!!! note "Worth knowing"\n    Body.') == "Worth knowing\nBody."
     assert plain_text("| a | b |\n|---|:-:|\n| 1 | 2 |") == "a b\n\n1 2"

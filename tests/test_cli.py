@@ -12,7 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "scripts/build_index.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "scripts/build_index.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_build_script_builds_then_refuses_malformed_without_touching_index(tmp_path):

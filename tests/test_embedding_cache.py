@@ -20,7 +20,9 @@ def test_round_trip_and_model_isolation(tmp_path):
     # another model never sees these vectors
     assert len(EmbeddingCache.load(tmp_path, "model-b")) == 0
     assert cache_path(tmp_path, "model-a") != cache_path(tmp_path, "model-b")
-    assert cache_path(tmp_path, "sentence-transformers/all-MiniLM-L6-v2").name.startswith("embeddings-sentence-transformers_all-MiniLM-L6-v2-")
+    assert cache_path(tmp_path, "sentence-transformers/all-MiniLM-L6-v2").name.startswith(
+        "embeddings-sentence-transformers_all-MiniLM-L6-v2-"
+    )
 
 
 def test_unused_entries_age_out(tmp_path):

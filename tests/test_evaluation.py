@@ -53,7 +53,9 @@ def test_mrr_and_recall():
 
 
 def test_section_gain_needs_the_answering_section_first():
-    j = Judged("q1", "how long is the psa", {"psa": 1, "resits": 1}, {"psa": frozenset({"how-long"}), "resits": frozenset()})
+    j = Judged(
+        "q1", "how long is the psa", {"psa": 1, "resits": 1}, {"psa": frozenset({"how-long"}), "resits": frozenset()}
+    )
     assert j.gain("psa", "how-long") == 2 and j.gain("psa", "") == 1 and j.gain("other", "how-long") == 0
     assert j.ideal_gains() == [2, 1]
     best = score_query(j, [("psa", "how-long"), ("resits", "")])
@@ -80,7 +82,11 @@ def test_labelled_set_is_large_varied_and_judged_against_real_sections():
 def test_check_judgements_reports_missing_guides_and_sections():
     guides, _ = load_guides(ROOT / "tests" / "fixtures" / "content")
     chunks = [c for g in guides for c in chunk_guide(g, render_markdown(g.body))]
-    judged = [Judged("q1", "x", {"psa-resits": 1, "nope": 1}, {"psa-resits": frozenset({"no-such-section"}), "nope": frozenset()})]
+    judged = [
+        Judged(
+            "q1", "x", {"psa-resits": 1, "nope": 1}, {"psa-resits": frozenset({"no-such-section"}), "nope": frozenset()}
+        )
+    ]
     problems = check_judgements(judged, chunks)
     assert any("no guide called 'nope'" in p for p in problems)
     assert any("no section '#no-such-section'" in p for p in problems)
@@ -108,9 +114,21 @@ def test_bad_labelled_files_are_refused(tmp_path, text, code):
 def write_beir(folder: Path) -> Path:
     long_title = "Microstructural development of human newborn cerebral white matter " * 3
     docs = [
-        {"_id": "101", "title": "Vitamin D and bone density in older adults", "text": "Vitamin D supplements raised bone mineral density in older adults."},
-        {"_id": "102", "title": long_title, "text": "Diffusion tensor imaging measured white matter anisotropy in preterm infants. " * 30},
-        {"_id": "103", "title": "Vitamin D and bone density in older adults", "text": "# A duplicate title; this body starts like a heading."},
+        {
+            "_id": "101",
+            "title": "Vitamin D and bone density in older adults",
+            "text": "Vitamin D supplements raised bone mineral density in older adults.",
+        },
+        {
+            "_id": "102",
+            "title": long_title,
+            "text": "Diffusion tensor imaging measured white matter anisotropy in preterm infants. " * 30,
+        },
+        {
+            "_id": "103",
+            "title": "Vitamin D and bone density in older adults",
+            "text": "# A duplicate title; this body starts like a heading.",
+        },
         {"_id": "104", "title": "Statins and muscle pain", "text": ""},
     ]
     folder.mkdir(parents=True)
@@ -128,7 +146,10 @@ def write_beir(folder: Path) -> Path:
 
 def test_beir_folder_becomes_valid_guides_and_is_searchable(tmp_path, fake_embedder):
     beir = load_beir(write_beir(tmp_path / "mini"))
-    assert [j.query for j in beir.judged] == ["vitamin D improves bone density", "preterm infants white matter anisotropy"]
+    assert [j.query for j in beir.judged] == [
+        "vitamin D improves bone density",
+        "preterm infants white matter anisotropy",
+    ]
     assert beir.judged[0].grades == {beir_slug("101"): 1} and beir.doc_count == 4
     content = tmp_path / "content"
     assert beir_to_content(beir.corpus_path, content) == 4

@@ -32,7 +32,10 @@ def site(tmp_path):
     index = tmp_path / "index"
     embedder = HashEmbedder()
     build_index(content, index, embedder)
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=embedder)
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0},
+        embedder=embedder,
+    )
     return app, content, index, embedder
 
 
@@ -91,7 +94,9 @@ def test_deleting_a_live_index_file_gives_instructive_503_then_rebuild_recovers(
     path.unlink()
     with caplog.at_level(logging.ERROR):
         message = assert_instructive_503(client)
-    assert any(r.levelno >= logging.ERROR and "gen-" in r.getMessage() for r in caplog.records), "no log line for the damaged index"
+    assert any(r.levelno >= logging.ERROR and "gen-" in r.getMessage() for r in caplog.records), (
+        "no log line for the damaged index"
+    )
     assert path.name in message  # says which file
 
     report = build_index(content, index, embedder)  # the ordinary command, no --full, no restart
@@ -105,7 +110,9 @@ CORRUPTIONS = {
     "faiss truncated": lambda g: _truncate(g / "vectors.faiss"),
     "faiss bytes flipped": lambda g: _flip(g / "vectors.faiss", -16),
     "chunks garbage": lambda g: (g / "chunks.jsonl").write_text("{not json\n"),
-    "chunks line dropped": lambda g: (g / "chunks.jsonl").write_text("".join((g / "chunks.jsonl").read_text().splitlines(True)[1:])),
+    "chunks line dropped": lambda g: (g / "chunks.jsonl").write_text(
+        "".join((g / "chunks.jsonl").read_text().splitlines(True)[1:])
+    ),
     "whoosh segment truncated": lambda g: _truncate(_first_segment(g)),
     "glossary garbage": lambda g: (g / "glossary.json").write_bytes(b"\xff\xfe"),
 }
@@ -166,7 +173,9 @@ def test_a_bug_is_not_disguised_as_a_damaged_index(site, monkeypatch):
 
     monkeypatch.setattr(gen.keyword, "search", boom)
     r = client.get("/api/search?q=psa&mode=keyword")
-    assert r.status_code == 500 and "Traceback" not in r.get_data(as_text=True) and "a bug" not in r.get_data(as_text=True)
+    assert (
+        r.status_code == 500 and "Traceback" not in r.get_data(as_text=True) and "a bug" not in r.get_data(as_text=True)
+    )
 
     def io(*a, **k):
         raise OSError(5, "Input/output error")
@@ -192,7 +201,9 @@ def test_restoring_the_same_generation_also_recovers(site):
 def test_missing_index_then_first_build_needs_no_restart(tmp_path):
     embedder = HashEmbedder()
     index = tmp_path / "index"
-    app = create_app({"KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=embedder)
+    app = create_app(
+        {"KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=embedder
+    )
     client = app.test_client()
     assert "no search index has been built" in assert_instructive_503(client)
     build_index(FIXTURE_CONTENT, index, embedder)
@@ -259,7 +270,9 @@ def test_index_built_with_another_model_names_both_and_the_fix(site):
     class Other(HashEmbedder):
         name = "test/other-model"
 
-    other = create_app({"KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=Other())
+    other = create_app(
+        {"KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=Other()
+    )
     message = assert_instructive_503(other.test_client())
     assert "test/hash-embedder" in message and "test/other-model" in message and f"{BUILD_HINT} --full" in message
 
@@ -299,11 +312,15 @@ def _bad_files(content: Path, outside: Path) -> dict[str, str]:
     """Write one file per kind of bad input; return {slug: expected problem text}."""
     psa = content / "psa"
     (psa / "bad-yaml.md").write_text('---\ntitle: "unclosed\ntags: [psa\n---\n\nBody.\n', encoding="utf-8")
-    (psa / "latin-one.md").write_bytes(GOOD.replace("What happens", "Caf\u00e9 what happens").encode("latin-1", "replace"))
+    (psa / "latin-one.md").write_bytes(
+        GOOD.replace("What happens", "Caf\u00e9 what happens").encode("latin-1", "replace")
+    )
     (psa / "utf-sixteen.md").write_bytes(GOOD.replace("What happens", "Other").encode("utf-16"))
     (psa / "empty.md").write_bytes(b"")
     (psa / "only-spaces.md").write_text("   \n\n", encoding="utf-8")
-    (psa / "huge.md").write_text(GOOD.replace("What happens", "Huge") + ("lorem ipsum " * 440_000), encoding="utf-8")  # ~5 MB
+    (psa / "huge.md").write_text(
+        GOOD.replace("What happens", "Huge") + ("lorem ipsum " * 440_000), encoding="utf-8"
+    )  # ~5 MB
     (psa / "nul-bytes.md").write_bytes(GOOD.replace("What happens", "Nul").encode() + b"\x00\x00")
     (psa / "front-matter-list.md").write_text("---\n- a\n- b\n---\n\nBody.\n", encoding="utf-8")
     (psa / "no-front-matter.md").write_text("# Just a heading\n\nText.\n", encoding="utf-8")
@@ -332,10 +349,22 @@ def test_bad_guides_added_while_serving_never_break_the_site(site, tmp_path):
     client = app.test_client()
     search_ok(client)
     expected = _bad_files(content, tmp_path / "outside.md")
-    (content / "psa" / "bom-guide.md").write_bytes(b"\xef\xbb\xbf" + GOOD.replace("What happens", "Bommed: what happens").encode())
+    (content / "psa" / "bom-guide.md").write_bytes(
+        b"\xef\xbb\xbf" + GOOD.replace("What happens", "Bommed: what happens").encode()
+    )
     app.extensions["kb"].library.check_interval = 0
 
-    for url in ["/", "/guides", "/categories/psa", "/tags", "/tags/psa", "/api/guides", "/search?q=resit", "/api/search?q=resit", "/healthz"]:
+    for url in [
+        "/",
+        "/guides",
+        "/categories/psa",
+        "/tags",
+        "/tags/psa",
+        "/api/guides",
+        "/search?q=resit",
+        "/api/search?q=resit",
+        "/healthz",
+    ]:
         r = client.get(url)
         assert r.status_code == 200, (url, r.status_code)
     for slug in expected:
@@ -385,7 +414,16 @@ def test_broken_taxonomy_or_glossary_is_a_content_error_not_a_crash(site, name, 
         path.write_bytes(text)
     else:
         path.write_text(text, encoding="utf-8")
-    for url in ["/", "/guides", "/guides/psa-resits", "/categories/psa", "/tags", "/api/guides", "/search?q=resit", "/api/search?q=resit"]:
+    for url in [
+        "/",
+        "/guides",
+        "/guides/psa-resits",
+        "/categories/psa",
+        "/tags",
+        "/api/guides",
+        "/search?q=resit",
+        "/api/search?q=resit",
+    ]:
         r = client.get(url)
         assert r.status_code < 500, (url, r.status_code, r.get_data(as_text=True)[:300])
     with pytest.raises(ContentError) as info:
@@ -465,7 +503,13 @@ def test_gunicorn_answers_503_for_a_deleted_index_file_and_recovers_after_a_rebu
 def _analytics_app(site, url: str):
     _, content, index, embedder = site
     app = create_app(
-        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0, "KB_DATABASE_URL": url},
+        {
+            "TESTING": True,
+            "KB_CONTENT_DIR": str(content),
+            "KB_INDEX_DIR": str(index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_DATABASE_URL": url,
+        },
         embedder=embedder,
     )
     return app, app.extensions["kb_analytics"]
@@ -523,7 +567,11 @@ def test_read_only_analytics_database_never_fails_a_search(site, tmp_path, caplo
         page = client.get("/guides/psa-resits")
         assert page.status_code == 200
         token = re.search(r'name="token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-        r = client.post("/guides/psa-resits/feedback", data={"token": token, "helpful": "yes"}, headers={"Accept": "application/json"})
+        r = client.post(
+            "/guides/psa-resits/feedback",
+            data={"token": token, "helpful": "yes"},
+            headers={"Accept": "application/json"},
+        )
         assert r.status_code == 503 and "could not be saved" in r.get_json()["error"]  # said plainly, not a 500
         assert analytics.recorder.flush(30)
     assert analytics.recorder.failed >= 2 and "readonly database" in caplog.text

@@ -75,11 +75,15 @@ odd_text = st.one_of(
     st.sampled_from(XSS_VECTORS),
     st.sampled_from(TRAVERSALS),
     st.integers(min_value=-(10**30), max_value=10**30).map(str),
-    st.sampled_from(["0", "1", "50", "51", "-1", "1e3", "0x10", " 7 ", "٣", "５", "²", "⑤", "NaN", "inf", "00000000001"]),
+    st.sampled_from(
+        ["0", "1", "50", "51", "-1", "1e3", "0x10", " 7 ", "٣", "５", "²", "⑤", "NaN", "inf", "00000000001"]
+    ),
     st.sampled_from(["psa", "resit", "hybrid", "keyword", "semantic", "applications", "question-banks", "0", "off"]),
     st.just("a" * 100_000),
 )
-param_pairs = st.lists(st.tuples(st.one_of(st.sampled_from(PARAMS), st.text(any_char, max_size=10)), odd_text), max_size=6)
+param_pairs = st.lists(
+    st.tuples(st.one_of(st.sampled_from(PARAMS), st.text(any_char, max_size=10)), odd_text), max_size=6
+)
 
 
 def percent_bytes(raw: bytes) -> str:
@@ -116,7 +120,10 @@ def check(resp, url: str) -> None:
         data = json.loads(body)
         assert ctype.startswith("application/json"), (url, ctype)
         if resp.status_code >= 400:
-            assert data["ok"] is False and data["status"] == resp.status_code and isinstance(data["error"], str), (url, data)
+            assert data["ok"] is False and data["status"] == resp.status_code and isinstance(data["error"], str), (
+                url,
+                data,
+            )
         assert "<" not in body and ">" not in body, url  # JSON never carries raw markup characters
     elif ctype.startswith("text/html"):
         assert active_markup(body) == [], (url, active_markup(body))
@@ -137,7 +144,11 @@ def test_search_parameters(client, pairs, page):
 
 
 @fuzz(500)
-@given(route=st.sampled_from(PATH_ROUTES), parts=st.lists(raw_component, min_size=1, max_size=3), query=st.lists(raw_component, max_size=2))
+@given(
+    route=st.sampled_from(PATH_ROUTES),
+    parts=st.lists(raw_component, min_size=1, max_size=3),
+    query=st.lists(raw_component, max_size=2),
+)
 def test_path_parameters(client, route, parts, query):
     """Every route with a path segment, fed unicode, invalid UTF-8, traversal and markup."""
     url = route + "/".join(parts) + ("?" + "&".join(f"q={v}" for v in query) if query else "")
@@ -150,9 +161,17 @@ def test_path_parameters(client, route, parts, query):
 
 @fuzz(300)
 @given(
-    route=st.sampled_from(PLAIN_ROUTES + ["/guides/psa-resits", "/api/guides/psa-resits", "/categories/psa", "/tags/psa", "/static/style.css"]),
+    route=st.sampled_from(
+        PLAIN_ROUTES
+        + ["/guides/psa-resits", "/api/guides/psa-resits", "/categories/psa", "/tags/psa", "/static/style.css"]
+    ),
     method=st.sampled_from(METHODS),
-    raw=st.lists(st.one_of(raw_component, st.sampled_from(["q", "q=", "=", "&", "%", "%%", "%zz", "q=%", "limit=%ff", "q=a&q=b"])), max_size=5),
+    raw=st.lists(
+        st.one_of(
+            raw_component, st.sampled_from(["q", "q=", "=", "&", "%", "%%", "%zz", "q=%", "limit=%ff", "q=a&q=b"])
+        ),
+        max_size=5,
+    ),
     body=st.binary(max_size=200),
 )
 def test_raw_query_strings_and_methods(client, route, method, raw, body):
@@ -166,7 +185,11 @@ def test_raw_query_strings_and_methods(client, route, method, raw, body):
 
 form_body = st.one_of(
     st.binary(max_size=200),
-    st.dictionaries(st.sampled_from(["q", "slug", "helpful", "comment", "token", "rank", "search_id", "csrf_token"]), odd_text, max_size=4),
+    st.dictionaries(
+        st.sampled_from(["q", "slug", "helpful", "comment", "token", "rank", "search_id", "csrf_token"]),
+        odd_text,
+        max_size=4,
+    ),
 )
 
 
@@ -182,14 +205,22 @@ def test_every_registered_route(app, client, data):
         url = re.sub(r"<(?:[^:<>]+:)?" + arg + ">", lambda _m, v=value: v, url)
     assume(not url.startswith("//"))
     method = data.draw(st.sampled_from(sorted(rule.methods | {"POST", "DELETE"})), label="method")
-    qs = "&".join(data.draw(st.lists(st.one_of(raw_component, st.sampled_from(["q=psa", "limit=3", "q", "%", "slug=psa-resits"])), max_size=4), label="query"))
+    qs = "&".join(
+        data.draw(
+            st.lists(
+                st.one_of(raw_component, st.sampled_from(["q=psa", "limit=3", "q", "%", "slug=psa-resits"])), max_size=4
+            ),
+            label="query",
+        )
+    )
     r = client.open(url, method=method, query_string=qs, data=data.draw(form_body, label="body"))
     check(r, f"{url}?{qs}")
 
 
 # HTTP cannot carry a newline inside a header value; everything else printable goes
 header_value = st.one_of(
-    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60), st.sampled_from(XSS_VECTORS).map(lambda v: " ".join(v.split()))
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
+    st.sampled_from(XSS_VECTORS).map(lambda v: " ".join(v.split())),
 )
 header_names = st.sampled_from(
     [
@@ -210,7 +241,10 @@ header_names = st.sampled_from(
 
 
 @fuzz(200)
-@given(route=st.sampled_from(PLAIN_ROUTES + ["/guides/psa-resits", "/static/search.js"]), headers=st.dictionaries(header_names, header_value, max_size=4))
+@given(
+    route=st.sampled_from(PLAIN_ROUTES + ["/guides/psa-resits", "/static/search.js"]),
+    headers=st.dictionaries(header_names, header_value, max_size=4),
+)
 def test_headers(client, route, headers):
     """Odd Accept, Host, forwarding and conditional headers never reach a 5xx."""
     url = route + ("?q=psa" if "search" in route else "")
@@ -219,8 +253,14 @@ def test_headers(client, route, headers):
 
 # ---- bad content: the loaders only ever raise ContentError --------------------------------------
 
-yaml_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(any_char, max_size=20), st.dates())
-yaml_value = st.recursive(yaml_scalar, lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=8), kids, max_size=3)), max_leaves=8)
+yaml_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(any_char, max_size=20), st.dates()
+)
+yaml_value = st.recursive(
+    yaml_scalar,
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=8), kids, max_size=3)),
+    max_leaves=8,
+)
 FIELDS = ["title", "summary", "category", "tags", "authors", "last_reviewed", "applies_to", "sources"]
 
 
@@ -256,7 +296,10 @@ def test_guide_loader_never_crashes(tmp_path_factory, meta, raw, body):
 
 
 @fuzz(200)
-@given(taxonomy=st.one_of(yaml_value, st.text(any_char, max_size=80)), glossary=st.one_of(yaml_value, st.text(any_char, max_size=80)))
+@given(
+    taxonomy=st.one_of(yaml_value, st.text(any_char, max_size=80)),
+    glossary=st.one_of(yaml_value, st.text(any_char, max_size=80)),
+)
 def test_taxonomy_and_glossary_loaders_never_crash(tmp_path_factory, taxonomy, glossary):
     content = tmp_path_factory.mktemp("c")
     (content / "taxonomy.yml").write_text(taxonomy if isinstance(taxonomy, str) else _yaml(taxonomy), encoding="utf-8")
@@ -272,7 +315,9 @@ def test_taxonomy_and_glossary_loaders_never_crash(tmp_path_factory, taxonomy, g
 @given(
     text=st.one_of(
         st.text(any_char, max_size=400),
-        st.lists(st.sampled_from(XSS_VECTORS + ["\n", "## ", "[", "](", ")", "<", ">", "`", "*", "|"]), max_size=12).map("".join),
+        st.lists(
+            st.sampled_from(XSS_VECTORS + ["\n", "## ", "[", "](", ")", "<", ">", "`", "*", "|"]), max_size=12
+        ).map("".join),
     )
 )
 def test_render_never_crashes_and_stays_inert(text):

@@ -14,31 +14,51 @@ def rows(*pairs):
 
 def test_the_same_words_in_any_order_are_one_question():
     assert text_key("night shifts survival F1") == text_key("f1 survival night shift")
-    gaps = group_questions(rows(("night shifts survival f1", 3), ("f1 survival night shift", 2), ("parking at the hospital", 4)))
+    gaps = group_questions(
+        rows(("night shifts survival f1", 3), ("f1 survival night shift", 2), ("parking at the hospital", 4))
+    )
     assert [(g.question, g.asked) for g in gaps] == [("night shifts survival f1", 5), ("parking at the hospital", 4)]
     assert gaps[0].questions == [("night shifts survival f1", 3), ("f1 survival night shift", 2)]
 
 
 def test_similar_embeddings_merge_into_the_bigger_group():
-    vectors = {"surviving nights as a new doctor": [1, 0, 0], "night shift tips f1": [0.95, 0.31, 0], "council tax for students": [0, 0, 1]}
+    vectors = {
+        "surviving nights as a new doctor": [1, 0, 0],
+        "night shift tips f1": [0.95, 0.31, 0],
+        "council tax for students": [0, 0, 1],
+    }
 
     def encode(texts):
         return np.array([vectors[t] for t in texts], dtype=np.float32)
 
-    gaps = group_questions(rows(("night shift tips f1", 2), ("surviving nights as a new doctor", 5), ("council tax for students", 3)), encode, threshold=0.8)
-    assert [(g.question, g.asked) for g in gaps] == [("surviving nights as a new doctor", 7), ("council tax for students", 3)]
+    gaps = group_questions(
+        rows(("night shift tips f1", 2), ("surviving nights as a new doctor", 5), ("council tax for students", 3)),
+        encode,
+        threshold=0.8,
+    )
+    assert [(g.question, g.asked) for g in gaps] == [
+        ("surviving nights as a new doctor", 7),
+        ("council tax for students", 3),
+    ]
     assert [q for q, _ in gaps[0].questions] == ["surviving nights as a new doctor", "night shift tips f1"]
 
 
 def test_unrelated_questions_stay_apart_with_a_real_encoder_shape():
-    gaps = group_questions(rows(("usmle step 1 score", 1), ("council tax exemption", 1)), HashEmbedder().encode, threshold=0.99)
+    gaps = group_questions(
+        rows(("usmle step 1 score", 1), ("council tax exemption", 1)), HashEmbedder().encode, threshold=0.99
+    )
     assert len(gaps) == 2
 
 
 def test_each_gap_gets_its_closest_guide_and_a_ready_command():
     def closest(q):
         return (
-            {"slug": "rotas-and-pay-basics", "title": "Rotas and pay", "category": "starting-f1", "url": "/guides/rotas-and-pay-basics"}
+            {
+                "slug": "rotas-and-pay-basics",
+                "title": "Rotas and pay",
+                "category": "starting-f1",
+                "url": "/guides/rotas-and-pay-basics",
+            }
             if "night" in q
             else None
         )

@@ -182,7 +182,10 @@ def test_m3_a_guide_that_cannot_render_gives_a_503_page_not_a_500(tmp_path, monk
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(markdown.Markdown, "convert", overflow)
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "none")}, embedder=HashEmbedder())
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "none")},
+        embedder=HashEmbedder(),
+    )
     page = app.test_client().get("/guides/hostile-guide")
     api = app.test_client().get("/api/guides/hostile-guide")
     assert page.status_code == 503 and "nested too deeply" in page.get_data(as_text=True)
@@ -192,7 +195,10 @@ def test_m3_a_guide_that_cannot_render_gives_a_503_page_not_a_500(tmp_path, monk
 
 def test_m3_a_refused_guide_is_a_plain_404_on_the_site(tmp_path):
     content = content_with(tmp_path, FRONT + INTRO + deep_list(40))
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "none")}, embedder=HashEmbedder())
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "none")},
+        embedder=HashEmbedder(),
+    )
     client = app.test_client()
     page = client.get("/guides/hostile-guide")
     assert page.status_code == 404 and "Traceback" not in page.get_data(as_text=True)
@@ -227,7 +233,9 @@ def test_l10_allowed_html_and_autolinks_pass(tmp_path):
 
 
 def test_l10_page_ids_never_reach_the_page():
-    html = render_markdown('## Feedback\n\nText.\n\nA paragraph.\n{: #q }\n\n<span id="feedback">x</span> <span id="mine">y</span>\n').html
+    html = render_markdown(
+        '## Feedback\n\nText.\n\nA paragraph.\n{: #q }\n\n<span id="feedback">x</span> <span id="mine">y</span>\n'
+    ).html
     assert 'id="feedback"' not in html and 'id="q"' not in html
     assert 'id="feedback-section"' in html and 'id="q-section"' in html and 'id="mine"' in html
 
@@ -264,7 +272,13 @@ def test_other_body_limits_are_located_errors(tmp_path, body, code):
 
 def test_the_largest_guide_within_the_limits_loads(tmp_path):
     """A guide just inside every limit is accepted: the limits leave room for long real guides."""
-    sections = "".join(f"## Question {i}?\n\n{'A sentence of an answer. ' * 30}\n\n- a point\n    - a sub-point\n\n" for i in range(60))
-    body = INTRO + sections + '| a | b |\n|---|---|\n| 1 | 2 |\n\n!!! note "A note"\n    Text [with (nested) brackets](https://example.org).\n'
+    sections = "".join(
+        f"## Question {i}?\n\n{'A sentence of an answer. ' * 30}\n\n- a point\n    - a sub-point\n\n" for i in range(60)
+    )
+    body = (
+        INTRO
+        + sections
+        + '| a | b |\n|---|---|\n| 1 | 2 |\n\n!!! note "A note"\n    Text [with (nested) brackets](https://example.org).\n'
+    )
     guides, problems = load_guides(content_with(tmp_path, FRONT + body))
     assert errors_for(problems) == [] and "hostile-guide" in {g.slug for g in guides}

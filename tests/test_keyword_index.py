@@ -102,7 +102,11 @@ def test_disjunction_max_takes_each_documents_best_clause(index):
     (whoosh 2.7's own DisjunctionMaxMatcher.score can return the score another clause has for the
     next document it matches, so whoosh's results are not the reference here.)
     """
-    subs = [Q.Term("body", "psa"), Q.Phrase("body", ["prescrib", "safeti", "assess"], boost=0.4), Q.Term("title", "bnf", boost=3.0)]
+    subs = [
+        Q.Term("body", "psa"),
+        Q.Phrase("body", ["prescrib", "safeti", "assess"], boost=0.4),
+        Q.Term("title", "bnf", boost=3.0),
+    ]
     s = index._searcher()
     best: dict[int, float] = {}
     for sub in subs:
@@ -123,7 +127,10 @@ def test_incremental_update_with_deletions(tmp_path, index, chunks):
     for words in (["psa", "exam"], ["foundation", "school", "preferences"], analyse(chunks[-1].title) or ["guide"]):
         kq = KeywordQuery(tuple((w, 1.0) for w in words))
         assert_same(ki.search(kq, limit=25), whoosh_top(ki, ki._build(kq), 25))
-    assert not any(cid.startswith(chunks[-1].slug + "#") for cid, _ in ki.search(KeywordQuery(tuple((w, 1.0) for w in analyse(chunks[-1].title))), 50))
+    assert not any(
+        cid.startswith(chunks[-1].slug + "#")
+        for cid, _ in ki.search(KeywordQuery(tuple((w, 1.0) for w in analyse(chunks[-1].title))), 50)
+    )
 
 
 def test_spelling_suggestions_match_whoosh(index, chunks):

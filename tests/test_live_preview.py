@@ -21,7 +21,10 @@ def preview(tmp_path):
     index = tmp_path / "index"
     embedder = HashEmbedder()
     build_index(content, index, embedder)
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=embedder)
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0},
+        embedder=embedder,
+    )
     app.extensions["kb"].library.check_interval = 0  # re-read the files on every request
     return app, content, index, embedder
 
@@ -58,6 +61,9 @@ def test_edit_renders_at_once_and_notice_shows_until_rebuild(preview):
 def test_new_guide_without_an_index_shows_the_notice(tmp_path):
     content = tmp_path / "content"
     shutil.copytree(FIXTURE_CONTENT, content)
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "none")}, embedder=HashEmbedder())
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "none")},
+        embedder=HashEmbedder(),
+    )
     response = app.test_client().get("/guides/psa-exam-format")
     assert response.status_code == 200 and "Search has not caught up" in response.get_data(as_text=True)

@@ -31,7 +31,9 @@ def set_marker(content, n):
     # replaced in one step: the site leaves a guide it reads half-written out of search results (its page
     # would 404 at that moment), which would look like a response missing its generation's marker
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text + f"\n## Generation marker {n}\n\nThis section was written by build number {n} of the swap test.\n")
+    tmp.write_text(
+        text + f"\n## Generation marker {n}\n\nThis section was written by build number {n} of the swap test.\n"
+    )
     tmp.replace(path)
 
 
@@ -48,9 +50,13 @@ def hammer(base, stop, results):
         mode = ("keyword", "hybrid")[i % 2]
         i += 1
         try:
-            with urllib.request.urlopen(f"{base}/api/search?q=generation+marker&mode={mode}&limit=10&spell=0", timeout=20) as r:
+            with urllib.request.urlopen(
+                f"{base}/api/search?q=generation+marker&mode={mode}&limit=10&spell=0", timeout=20
+            ) as r:
                 data = json.loads(r.read())
-                results.append((r.status, data["generation"], [int(m) for h in data["hits"] for m in MARKER.findall(h["heading"])]))
+                results.append(
+                    (r.status, data["generation"], [int(m) for h in data["hits"] for m in MARKER.findall(h["heading"])])
+                )
         except Exception as exc:  # counted as a failed request
             results.append(("error", repr(exc)[:200], []))
 
@@ -114,17 +120,26 @@ def test_swaps_under_a_threaded_server(swap_site):
 
     content, index, embedder, tmp = swap_site
     app = create_app(
-        {"KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0, "KB_DATABASE_URL": f"sqlite:///{tmp / 'a.sqlite3'}"},
+        {
+            "KB_CONTENT_DIR": str(content),
+            "KB_INDEX_DIR": str(index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_DATABASE_URL": f"sqlite:///{tmp / 'a.sqlite3'}",
+        },
         embedder=embedder,
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        results, failed, mixed, seen, expected = run_swaps(content, index, embedder, f"http://127.0.0.1:{server.server_port}")
+        results, failed, mixed, seen, expected = run_swaps(
+            content, index, embedder, f"http://127.0.0.1:{server.server_port}"
+        )
     finally:
         server.shutdown()
-    print(f"threaded server: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}")
+    print(
+        f"threaded server: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}"
+    )
     assert len(results) > 50
     assert failed == [] and mixed == []
     assert len(seen) >= 4  # the server really switched generations while being searched
@@ -147,7 +162,20 @@ def test_swaps_under_gunicorn_workers(swap_site):
     log_path = tmp / "gunicorn.log"  # a file, not a pipe: a full pipe would block the workers' access log
     log_file = open(log_path, "w")  # noqa: SIM115
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "60", "--log-level", "warning", "swap_wsgi:app"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "60",
+            "--log-level",
+            "warning",
+            "swap_wsgi:app",
+        ],
         cwd=ROOT,
         env={**__import__("os").environ, "PYTHONPATH": f"{tmp}:{ROOT}"},
         stdout=log_file,
@@ -169,7 +197,9 @@ def test_swaps_under_gunicorn_workers(swap_site):
         server.wait(timeout=60)
         log_file.close()
     log = log_path.read_text()
-    print(f"gunicorn, 2 workers: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}")
+    print(
+        f"gunicorn, 2 workers: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}"
+    )
     assert len(results) > 50, log
     assert failed == [] and mixed == [], (failed[:3], mixed[:3], log[-2000:])
     assert len(seen) >= 4

@@ -111,14 +111,26 @@ def test_explicit_values_are_used(real_copy):
         summary="When the FP2027 window opens and closes.",
         authors=["F1 doctor"],
         applies_to="FP2027",
-        sources=[("UKFPO: UKFP 2027 eligibility", "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/")],
+        sources=[
+            (
+                "UKFPO: UKFP 2027 eligibility",
+                "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/",
+            )
+        ],
         today=TODAY,
     )
     meta = yaml.safe_load(FM_RE.match(guide.text).group(1))
     assert guide.slug == "when-do-fp2027-applications-open"
-    assert meta["tags"] == ["applications", "dates"] and meta["applies_to"] == "FP2027" and meta["authors"] == ["F1 doctor"]
+    assert (
+        meta["tags"] == ["applications", "dates"]
+        and meta["applies_to"] == "FP2027"
+        and meta["authors"] == ["F1 doctor"]
+    )
     assert meta["sources"] == [
-        {"title": "UKFPO: UKFP 2027 eligibility", "url": "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/"}
+        {
+            "title": "UKFPO: UKFP 2027 eligibility",
+            "url": "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/",
+        }
     ]
     assert "Suggested from" not in guide.text
 
@@ -133,7 +145,10 @@ def test_explicit_values_are_used(real_copy):
         ({"title": "x" * 121}, "keep it to 120"),
         ({"applies_to": "2027"}, "applies_to must be 'evergreen' or a cycle like FP2027"),
         ({"sources": [("Page", "http://example.org")]}, "must be a full https:// address"),
-        ({"sources": [("BMA", "https://www.bma.org.uk/")]}, "'https://www.bma.org.uk/' is a home page; give the address of the page you checked"),
+        (
+            {"sources": [("BMA", "https://www.bma.org.uk/")]},
+            "'https://www.bma.org.uk/' is a home page; give the address of the page you checked",
+        ),
         ({"title": "Ward rounds", "slug": "ward-rounds"}, "a guide called 'ward-rounds' already exists"),
         ({"title": "Common PSA mistakes and how to avoid them"}, "already used by"),
     ],
@@ -162,17 +177,32 @@ def test_script_refuses_to_overwrite_unless_forced(real_copy):
     assert again.exit_code == 1 and "already exists" in again.output
     forced = runner.invoke(
         new_guide_script.main,
-        [*args, "--force", "--tag", "f1", "--source", "BMA: rota checker | https://www.bma.org.uk/pay-and-contracts/rotas-and-working-patterns/rota-checker"],
+        [
+            *args,
+            "--force",
+            "--tag",
+            "f1",
+            "--source",
+            "BMA: rota checker | https://www.bma.org.uk/pay-and-contracts/rotas-and-working-patterns/rota-checker",
+        ],
     )
     assert forced.exit_code == 0
-    meta = yaml.safe_load(FM_RE.match((real_copy / "placements" / "surviving-your-first-on-call.md").read_text()).group(1))
+    meta = yaml.safe_load(
+        FM_RE.match((real_copy / "placements" / "surviving-your-first-on-call.md").read_text()).group(1)
+    )
     assert meta["tags"] == ["f1"] and meta["sources"] == [
-        {"title": "BMA: rota checker", "url": "https://www.bma.org.uk/pay-and-contracts/rotas-and-working-patterns/rota-checker"}
+        {
+            "title": "BMA: rota checker",
+            "url": "https://www.bma.org.uk/pay-and-contracts/rotas-and-working-patterns/rota-checker",
+        }
     ]
 
 
 def test_script_rejects_a_badly_written_source(real_copy):
-    result = CliRunner().invoke(new_guide_script.main, [TITLE, "--category", "placements", "--content", str(real_copy), "--source", "https://x.org"])
+    result = CliRunner().invoke(
+        new_guide_script.main,
+        [TITLE, "--category", "placements", "--content", str(real_copy), "--source", "https://x.org"],
+    )
     assert result.exit_code == 2 and "Page title | https://" in result.output
 
 
@@ -211,7 +241,11 @@ def test_must_show_scaffolded_guide_is_accepted_once_its_body_is_filled_in(real_
 
     before = validate()
     assert before.returncode == 1
-    assert all("surviving-your-first-on-call.md" in line and "TODO" in line for line in before.stdout.splitlines() if re.match(r"^\S+:\d+:\d+: ", line))
+    assert all(
+        "surviving-your-first-on-call.md" in line and "TODO" in line
+        for line in before.stdout.splitlines()
+        if re.match(r"^\S+:\d+:\d+: ", line)
+    )
     fill_body(path)
     after = validate()
     assert after.returncode == 0, after.stdout + after.stderr
@@ -242,11 +276,18 @@ def test_scaffold_then_validate_at_the_cycle_boundary(real_copy, monkeypatch, da
         "What should I do while FP2027 allocation runs?",
         "applications",
         applies_to="FP2027",
-        sources=[("UKFPO: UKFP 2027 eligibility", "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/")],
+        sources=[
+            (
+                "UKFPO: UKFP 2027 eligibility",
+                "https://foundationprogramme.nhs.uk/ukfp-2027-eligibility-applications-what-happens-next/",
+            )
+        ],
     )
     fill_body(guide.path)
     report = check_content(real_copy, paths=[guide.path], options=CheckOptions(duplicates=False))
-    assert [p.code for p in report.problems] == (["stale.cycle"] if passed else []), [p.format() for p in report.problems]
+    assert [p.code for p in report.problems] == (["stale.cycle"] if passed else []), [
+        p.format() for p in report.problems
+    ]
     assert report.exit_code == 0  # a warning, not an error
     strict = check_content(real_copy, paths=[guide.path], options=CheckOptions(duplicates=False, strict=True))
     assert strict.exit_code == (1 if passed else 0)

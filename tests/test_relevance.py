@@ -78,8 +78,17 @@ def top(client, query: str, **params) -> dict:
 
 
 def test_acronym_expansion_and_typos_reach_the_same_guide(real_client):
-    short, long, typo = top(real_client, "PSA"), top(real_client, "prescribing safety assessment"), top(real_client, "presribing saftey")
-    assert short["groups"][0]["slug"] == long["groups"][0]["slug"] == typo["groups"][0]["slug"] == "psa-format-and-sections"
+    short, long, typo = (
+        top(real_client, "PSA"),
+        top(real_client, "prescribing safety assessment"),
+        top(real_client, "presribing saftey"),
+    )
+    assert (
+        short["groups"][0]["slug"]
+        == long["groups"][0]["slug"]
+        == typo["groups"][0]["slug"]
+        == "psa-format-and-sections"
+    )
     assert short["groups"][0]["sections"][0]["anchor"] == "what-is-the-psa-and-who-runs-it"
     assert "Prescribing Safety Assessment" in short["expansions"] and "PSA" in long["expansions"]
     assert typo["did_you_mean"] == "prescribing safety" and typo["corrected"] is True

@@ -60,12 +60,18 @@ def test_headings_get_stable_anchors_and_toc():
         "Intro\n\n## Can I use the BNF in the PSA?\n\nYes.\n\n### What about paper copies?\n\nNo.\n\n## Can I use the BNF in the PSA?\n\nAgain."
     )
     assert '<h2 id="can-i-use-the-bnf-in-the-psa">' in r.html
-    assert [a for _, a, _ in r.headings] == ["can-i-use-the-bnf-in-the-psa", "what-about-paper-copies", "can-i-use-the-bnf-in-the-psa_1"]
+    assert [a for _, a, _ in r.headings] == [
+        "can-i-use-the-bnf-in-the-psa",
+        "what-about-paper-copies",
+        "can-i-use-the-bnf-in-the-psa_1",
+    ]
     assert r.toc[0].children[0].anchor == "what-about-paper-copies"
 
 
 def test_tables_footnotes_admonitions():
-    r = render_markdown('| a | b |\n|---|---|\n| 1 | 2 |\n\nA note[^1].\n\n[^1]: The footnote.\n\n!!! warning "Old advice"\n    Body.\n')
+    r = render_markdown(
+        '| a | b |\n|---|---|\n| 1 | 2 |\n\nA note[^1].\n\n[^1]: The footnote.\n\n!!! warning "Old advice"\n    Body.\n'
+    )
     assert "<table>" in r.html and "<td>1</td>" in r.html
     assert 'class="footnote' in r.html
     assert 'class="admonition warning"' in r.html and "Old advice" in r.html

@@ -139,7 +139,11 @@ def assert_clear_503(client, secret: str) -> str:
     message = r.get_json()["error"]
     assert "scripts/build_index.py" in message and secret not in body and "Traceback" not in body
     page = client.get("/search", query_string={"q": "psa resit"})
-    assert page.status_code == 503 and secret not in page.get_data(as_text=True) and "Traceback" not in page.get_data(as_text=True)
+    assert (
+        page.status_code == 503
+        and secret not in page.get_data(as_text=True)
+        and "Traceback" not in page.get_data(as_text=True)
+    )
     health = client.get("/healthz")
     assert health.status_code == 503 and secret not in health.get_data(as_text=True)
     assert health.get_json()["ok"] is False and health.get_json()["error"]
@@ -172,7 +176,9 @@ def test_corruption_is_a_clear_503_named_by_verify_and_repaired_by_the_plain_bui
     assert after.exit_code == 0, after.format()
 
 
-@pytest.mark.parametrize("case", ["manifest []", "manifest null", "manifest files a list", "manifest counts a string", "current to itself"])
+@pytest.mark.parametrize(
+    "case", ["manifest []", "manifest null", "manifest files a list", "manifest counts a string", "current to itself"]
+)
 def test_the_scripts_report_and_repair_without_a_traceback(site, case, monkeypatch):
     """scripts/verify_index.py and scripts/build_index.py (no flags) on the shapes that used to crash them."""
     import kb.cli
@@ -239,7 +245,9 @@ def test_an_answer_card_from_a_guide_gone_from_the_content_folder_is_dropped(sit
     kb.library.check_interval = 0
     response = kb.searcher.search("psa resit", limit=10)
     assert any(h.slug == "psa-resits" for h in response.hits)
-    card = Answer("Resits are...", "Resits are...", "psa-resits", "PSA resits", "when", "When?", "/guides/psa-resits#when", 0.9)
+    card = Answer(
+        "Resits are...", "Resits are...", "psa-resits", "PSA resits", "when", "When?", "/guides/psa-resits#when", 0.9
+    )
     kb.searcher.search = lambda *a, **k: dataclasses.replace(response, answer=card)
     params = kb.search_params({"q": "psa resit"})
     assert kb.search(params).answer == card
@@ -305,7 +313,9 @@ def real_export(tmp_path_factory, real_embedder) -> Path:
 
 
 @pytest.mark.slow
-def test_truncated_onnx_export_is_detected_and_the_plain_build_exports_it_again(real_export, fixture_index, tmp_path, monkeypatch):
+def test_truncated_onnx_export_is_detected_and_the_plain_build_exports_it_again(
+    real_export, fixture_index, tmp_path, monkeypatch
+):
     import kb.cli
     import kb.embedding
 

@@ -27,7 +27,10 @@ def searcher(fixture_index, real_embedder):
     [
         ("how long is the prescribing safety assessment", "psa-exam-format#how-long-is-the-psa-and-how-many-questions"),
         ("do i have to resit if my pass is old", "psa-resits#do-i-need-to-resit-if-i-passed-years-ago"),
-        ("is the allocation random or based on marks", "preference-informed-allocation#is-my-rank-based-on-my-exam-marks"),
+        (
+            "is the allocation random or based on marks",
+            "preference-informed-allocation#is-my-rank-based-on-my-exam-marks",
+        ),
         ("how do I get my DOPS signed off", "ward-round-basics#how-do-i-get-my-dops-signed-off"),
         ("where do question banks come from", "study-groups#where-do-question-banks-come-from"),
     ],

@@ -52,7 +52,9 @@ def test_snippet_window_is_where_the_terms_cluster():
 
 
 def hit(slug, anchor, score=1.0):
-    return Hit(f"{slug}#{anchor}", slug, slug.title(), "psa", anchor, anchor, f"/guides/{slug}#{anchor}", "", score, 1, 1, 0.5)
+    return Hit(
+        f"{slug}#{anchor}", slug, slug.title(), "psa", anchor, anchor, f"/guides/{slug}#{anchor}", "", score, 1, 1, 0.5
+    )
 
 
 def test_group_hits_keeps_three_sections_per_guide_in_order():
@@ -65,7 +67,13 @@ def test_group_hits_keeps_three_sections_per_guide_in_order():
 
 @pytest.mark.parametrize(
     "q, limit, mode, param",
-    [("", 10, "hybrid", "q"), ("x" * 301, 10, "hybrid", "q"), ("ok", 0, "hybrid", "limit"), ("ok", 51, "hybrid", "limit"), ("ok", 5, "fuzzy", "mode")],
+    [
+        ("", 10, "hybrid", "q"),
+        ("x" * 301, 10, "hybrid", "q"),
+        ("ok", 0, "hybrid", "limit"),
+        ("ok", 51, "hybrid", "limit"),
+        ("ok", 5, "fuzzy", "mode"),
+    ],
 )
 def test_parameter_checks_name_the_parameter(q, limit, mode, param):
     with pytest.raises(QueryError) as info:
@@ -91,7 +99,10 @@ def test_acronym_and_expansion_are_one_concept(fake_searcher):
     assert short[0].semantic_text == long[0].semantic_text == "Prescribing Safety Assessment (PSA)"
     assert gen.units(["FY1"])[0].term.term == "F1"  # aliases too
     for mode in ("keyword", "semantic", "hybrid"):
-        a, b = fake_searcher.search("PSA resit", mode=mode), fake_searcher.search("Prescribing Safety Assessment resit", mode=mode)
+        a, b = (
+            fake_searcher.search("PSA resit", mode=mode),
+            fake_searcher.search("Prescribing Safety Assessment resit", mode=mode),
+        )
         assert [h.id for h in a.hits] == [h.id for h in b.hits] and a.hits
     res = fake_searcher.search("PSA")
     assert res.expansions == ("Prescribing Safety Assessment",) and "Prescribing Safety Assessment" in res.highlight
@@ -114,7 +125,9 @@ def test_lowercase_acronym_that_is_an_ordinary_word_stays_a_word(tmp_path):
     content = tmp_path / "content"
     shutil.copytree(FIXTURE_CONTENT, content)
     with open(content / "glossary.yml", "a", encoding="utf-8") as fh:
-        fh.write("- term: PLACE\n  expansion: Placement Learning And Clinical Experience\n  meaning: A made-up acronym for this test.\n")
+        fh.write(
+            "- term: PLACE\n  expansion: Placement Learning And Clinical Experience\n  meaning: A made-up acronym for this test.\n"
+        )
     build_index(content, tmp_path / "index", HashEmbedder())
     gen = Searcher(tmp_path / "index", HashEmbedder()).generation()
     assert gen.units(["PLACE"])[0].term is not None
@@ -151,7 +164,10 @@ def test_nonsense_is_not_confident(fake_searcher):
 
 
 def test_rewrite_query_leaves_quoted_phrases_alone():
-    assert rewrite_query('"presribing" presribing  saftey', {"presribing": "prescribing", "saftey": "safety"}) == '"presribing" prescribing safety'
+    assert (
+        rewrite_query('"presribing" presribing  saftey', {"presribing": "prescribing", "saftey": "safety"})
+        == '"presribing" prescribing safety'
+    )
 
 
 def test_section_whose_heading_is_the_question_comes_first(fake_searcher):

@@ -228,7 +228,12 @@ def test_scanner_catches_what_it_must():
         '<a target=_blank href="/">',
     ]:
         assert active_markup(bad), bad
-    assert active_markup('<script src="/static/search.js"></script><a href="/guides/x" rel="noopener">x</a><a href="jav  ascript:x">relative</a>') == []
+    assert (
+        active_markup(
+            '<script src="/static/search.js"></script><a href="/guides/x" rel="noopener">x</a><a href="jav  ascript:x">relative</a>'
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("vector", XSS_VECTORS, ids=range(len(XSS_VECTORS)))
@@ -236,7 +241,19 @@ def test_each_vector_renders_inert(vector):
     html = render_markdown(f"Text before.\n\n{vector}\n\nText after.").html
     assert active_markup(html) == [], html
     lowered = html.lower()  # text is escaped, so a "<" here can only open a real tag
-    for needle in ("<script", "<iframe", "<svg", "<math", "<style", "<object", "<embed", "<form", "<base", "<meta", "<link"):
+    for needle in (
+        "<script",
+        "<iframe",
+        "<svg",
+        "<math",
+        "<style",
+        "<object",
+        "<embed",
+        "<form",
+        "<base",
+        "<meta",
+        "<link",
+    ):
         assert needle not in lowered, (needle, html)
 
 
@@ -245,8 +262,16 @@ def test_each_vector_renders_inert(vector):
 EVIL_TAG = "\"><img src=x onerror=alert('tag')>"
 EVIL_CATEGORY = "<script>alert('cat')</script>Prescribing Safety Assessment"
 EVIL_META = [
-    {"title": "<script>alert('t1')</script> the title", "summary": "<img src=x onerror=alert('t2')>", "authors": ["</script><script>alert('t3')</script>"]},
-    {"title": "\"><svg onload=alert('t4')> quote break", "summary": "'; alert('t5'); var x='", "authors": ["{{ 7*7 }} {% raw %}jinja{% endraw %}"]},
+    {
+        "title": "<script>alert('t1')</script> the title",
+        "summary": "<img src=x onerror=alert('t2')>",
+        "authors": ["</script><script>alert('t3')</script>"],
+    },
+    {
+        "title": "\"><svg onload=alert('t4')> quote break",
+        "summary": "'; alert('t5'); var x='",
+        "authors": ["{{ 7*7 }} {% raw %}jinja{% endraw %}"],
+    },
     {"title": "</title><script>alert('t6')</script>", "summary": "\u2028\u2029</script>", "authors": ["<!--", "-->"]},
 ]
 
@@ -280,7 +305,13 @@ def hostile(tmp_path_factory):
     taxonomy["categories"]["psa"]["description"] = "<img src=x onerror=alert('catdesc')>"
     (content / "taxonomy.yml").write_text(yaml.safe_dump(taxonomy, allow_unicode=True))
     glossary = yaml.safe_load((content / "glossary.yml").read_text())
-    glossary.append({"term": "XSS", "expansion": "\"><img src=x onerror=alert('gloss')>", "meaning": "<script>alert('gloss2')</script>"})
+    glossary.append(
+        {
+            "term": "XSS",
+            "expansion": "\"><img src=x onerror=alert('gloss')>",
+            "meaning": "<script>alert('gloss2')</script>",
+        }
+    )
     (content / "glossary.yml").write_text(yaml.safe_dump(glossary, allow_unicode=True))
     for i, vector in enumerate(XSS_VECTORS):
         (content / "psa" / f"vector-{i}.md").write_text(hostile_guide(i, vector), encoding="utf-8")
@@ -292,19 +323,41 @@ def hostile(tmp_path_factory):
         assert [p.format() for p in problems if p.level == "error"] == []
         index = root / "index"
         build_index(content, index, HashEmbedder())
-        app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=HashEmbedder())
-        yield {"app": app, "client": app.test_client(), "content": content, "slugs": [f"vector-{i}" for i in range(len(XSS_VECTORS))]}
+        app = create_app(
+            {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0},
+            embedder=HashEmbedder(),
+        )
+        yield {
+            "app": app,
+            "client": app.test_client(),
+            "content": content,
+            "slugs": [f"vector-{i}" for i in range(len(XSS_VECTORS))],
+        }
 
 
 def hostile_urls(slugs: list[str]) -> list[str]:
     urls = ["/", "/guides", "/tags", "/categories/psa", "/search", "/search?q=xss"]
     urls += [f"/guides/{s}" for s in slugs]
-    urls += [f"/guides/{slugs[0]}?h=<img src=x onerror=alert('h')>", f"/guides/{slugs[1]}?h=\"><script>alert('h2')</script>"]
+    urls += [
+        f"/guides/{slugs[0]}?h=<img src=x onerror=alert('h')>",
+        f"/guides/{slugs[1]}?h=\"><script>alert('h2')</script>",
+    ]
     urls += [
         "/search?q=" + q
-        for q in ("alert", "script+onerror", "vector+section", "javascript", "svg+onload", "<script>alert('q')</script>", "\"><img src=x onerror=alert('q2')>")
+        for q in (
+            "alert",
+            "script+onerror",
+            "vector+section",
+            "javascript",
+            "svg+onload",
+            "<script>alert('q')</script>",
+            "\"><img src=x onerror=alert('q2')>",
+        )
     ]
-    urls += ["/search?q=alert&tag=" + EVIL_TAG.replace("'", "%27").replace(" ", "+"), "/nowhere<script>alert('404')</script>"]
+    urls += [
+        "/search?q=alert&tag=" + EVIL_TAG.replace("'", "%27").replace(" ", "+"),
+        "/nowhere<script>alert('404')</script>",
+    ]
     return urls
 
 
@@ -322,7 +375,9 @@ def test_every_hostile_page_is_inert(hostile):
 
 def test_hostile_api_json_escapes_markup(hostile):
     client = hostile["client"]
-    for url in ["/api/guides", "/api/search?q=alert&limit=50", "/api/search?q=script+onerror+svg&limit=50"] + [f"/api/guides/{s}" for s in hostile["slugs"]]:
+    for url in ["/api/guides", "/api/search?q=alert&limit=50", "/api/search?q=script+onerror+svg&limit=50"] + [
+        f"/api/guides/{s}" for s in hostile["slugs"]
+    ]:
         body = client.get(url).get_data(as_text=True)
         assert "<" not in body and ">" not in body and "&" not in body, url
         json.loads(body)
@@ -344,7 +399,9 @@ def test_front_matter_is_escaped_in_title_meta_headings_and_lists(hostile):
         assert htmlmod.unescape(h1) == meta["title"] and "<" not in h1
         for author in meta["authors"]:
             assert str(escape(author)) in page
-    assert "{{ 7*7 }}" in htmlmod.unescape(client.get("/guides/vector-1").get_data(as_text=True))  # not evaluated as a template
+    assert "{{ 7*7 }}" in htmlmod.unescape(
+        client.get("/guides/vector-1").get_data(as_text=True)
+    )  # not evaluated as a template
     home = client.get("/").get_data(as_text=True)
     assert str(escape(EVIL_CATEGORY)) in home
     tags = client.get("/tags").get_data(as_text=True)
@@ -355,7 +412,9 @@ def test_search_snippets_headings_and_query_are_escaped(hostile):
     client = hostile["client"]
     page = client.get("/search?q=alert+vector").get_data(as_text=True)
     assert "<mark>" in page  # the one tag snippets may carry
-    assert re.findall(r"<mark>(.*?)</mark>", page) and all("<" not in m for m in re.findall(r"<mark>(.*?)</mark>", page))
+    assert re.findall(r"<mark>(.*?)</mark>", page) and all(
+        "<" not in m for m in re.findall(r"<mark>(.*?)</mark>", page)
+    )
     q = "\"><img src=x onerror=alert('q')>"
     page = client.get("/search", query_string={"q": q}).get_data(as_text=True)
     assert str(escape(q)) in page and q not in page
@@ -367,7 +426,15 @@ def test_search_snippets_headings_and_query_are_escaped(hostile):
 def test_source_urls_with_script_schemes_are_refused(tmp_path):
     (tmp_path / "psa").mkdir()
     (tmp_path / "taxonomy.yml").write_text((FIXTURE_CONTENT / "taxonomy.yml").read_text())
-    for i, url in enumerate(["javascript:alert(1)", "data:text/html,<script>alert(1)</script>", " JavaScript:alert(1)", "vbscript:x", "//evil.example"]):
+    for i, url in enumerate(
+        [
+            "javascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            " JavaScript:alert(1)",
+            "vbscript:x",
+            "//evil.example",
+        ]
+    ):
         text = hostile_guide(i, "x").replace("https://example.org/a?b=1&c=<x>", url.replace('"', ""))
         (tmp_path / "psa" / f"bad-source-{i}.md").write_text(text.replace("Vector", f"Bad {i}"), encoding="utf-8")
     guides, problems = load_guides(tmp_path)
@@ -402,7 +469,10 @@ def test_security_headers_on_every_kind_of_response(client, method, url, status)
     csp = dict(part.strip().split(" ", 1) for part in r.headers["Content-Security-Policy"].split(";") if part.strip())
     assert csp["default-src"] == "'self'" and csp["script-src"] == "'self'" and csp["object-src"] == "'none'"
     assert csp["frame-ancestors"] == "'none'" and csp["base-uri"] == "'none'" and csp["form-action"] == "'self'"
-    assert "unsafe-inline" not in r.headers["Content-Security-Policy"] and "unsafe-eval" not in r.headers["Content-Security-Policy"]
+    assert (
+        "unsafe-inline" not in r.headers["Content-Security-Policy"]
+        and "unsafe-eval" not in r.headers["Content-Security-Policy"]
+    )
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
     assert r.headers["X-Frame-Options"] == "DENY"
@@ -424,7 +494,11 @@ def test_templates_carry_no_inline_script_style_or_handlers():
 
 def test_session_cookies_would_be_secure():
     app = create_app({"TESTING": True}, embedder=HashEmbedder())
-    assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"] and app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert (
+        app.config["SESSION_COOKIE_SECURE"]
+        and app.config["SESSION_COOKIE_HTTPONLY"]
+        and app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    )
 
 
 @pytest.mark.parametrize(
@@ -450,7 +524,10 @@ def test_redirect_locations_are_paths_on_this_site():
     assert same_site_location("//evil.example/x") == "/x"  # a scheme-relative URL names a host, and loses it
     assert same_site_location("/\\evil.example/x") == "/evil.example/x"
     assert same_site_location("https://evil.example") == "/"
-    assert same_site_location("/guides/psa-resits?feedback=thanks#feedback") == "/guides/psa-resits?feedback=thanks#feedback"
+    assert (
+        same_site_location("/guides/psa-resits?feedback=thanks#feedback")
+        == "/guides/psa-resits?feedback=thanks#feedback"
+    )
 
 
 def _gunicorn_conf():
@@ -553,7 +630,9 @@ def test_production_server_headers_banner_traversal_and_limits(fixture_index, tm
 
         with urllib.request.urlopen(base + "/guides/psa-resits") as r:
             assert r.headers.get_all("Server") == ["gunicorn"]  # one banner, no version
-            assert "script-src 'self'" in r.headers["Content-Security-Policy"] and r.headers["X-Frame-Options"] == "DENY"
+            assert (
+                "script-src 'self'" in r.headers["Content-Security-Policy"] and r.headers["X-Frame-Options"] == "DENY"
+            )
             assert r.headers["X-Content-Type-Options"] == "nosniff"
         with urllib.request.urlopen(base + "/healthz") as r:
             health = json.load(r)
@@ -676,8 +755,14 @@ def hostile_site(request, hostile):
 
     content = hostile["content"]
     index = Path(hostile["app"].config["KB_INDEX_DIR"])
-    app = create_app({"KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=HashEmbedder())
-    app.add_url_rule("/control", "control", lambda: Response("<p>control</p><script>alert('control')</script><img src=x onerror=alert('control2')>"))
+    app = create_app(
+        {"KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(index), "KB_RELOAD_INTERVAL": 0}, embedder=HashEmbedder()
+    )
+    app.add_url_rule(
+        "/control",
+        "control",
+        lambda: Response("<p>control</p><script>alert('control')</script><img src=x onerror=alert('control2')>"),
+    )
     if request.param == "csp-disabled":
 
         @app.after_request
@@ -695,7 +780,9 @@ def visit(driver, url: str) -> dict:
     native = None
     try:
         driver.get(url)
-        driver.execute_script("return new Promise(function (r) { setTimeout(r, 100); });")  # let late handlers (focus, toggle) fire
+        driver.execute_script(
+            "return new Promise(function (r) { setTimeout(r, 100); });"
+        )  # let late handlers (focus, toggle) fire
         found = driver.execute_script("return {dialogs: window.__dialogs || [], csp: window.__csp || []};")
     except UnexpectedAlertPresentException as exc:
         native, found = exc.alert_text or "dialog", {"dialogs": [], "csp": []}
@@ -753,7 +840,9 @@ def test_live_search_renders_hostile_results_inert(browser, hostile_site):
         field_el.clear()
         field_el.send_keys("alert vector section onerror")
         WebDriverWait(browser, 10).until(
-            lambda d, box=box, before=before: box.get_attribute("innerHTML") != before and box.get_attribute("aria-busy") != "true"
+            lambda d, box=box, before=before: (
+                box.get_attribute("innerHTML") != before and box.get_attribute("aria-busy") != "true"
+            )
         )
         WebDriverWait(browser, 10).until(lambda d, box=box: len(box.find_elements(By.CSS_SELECTOR, "a")) > 3)
         browser.execute_script("return new Promise(function (r) { setTimeout(r, 200); });")

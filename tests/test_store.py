@@ -6,10 +6,26 @@ import os
 import pytest
 from sqlalchemy import inspect, select
 
-from kb.store import ClickEvent, Recorder, SearchEvent, Store, clicks, database_url, feedback, metadata, new_search_id, normalise_query, searches
+from kb.store import (
+    ClickEvent,
+    Recorder,
+    SearchEvent,
+    Store,
+    clicks,
+    database_url,
+    feedback,
+    metadata,
+    new_search_id,
+    normalise_query,
+    searches,
+)
 from tests.pg_server import TemporaryPostgres
 
-GUIDES = {"psa-resits": "What happens if you fail the PSA?", "ward-round-basics": "Ward rounds", "study-groups": "Study groups"}
+GUIDES = {
+    "psa-resits": "What happens if you fail the PSA?",
+    "ward-round-basics": "Ward rounds",
+    "study-groups": "Study groups",
+}
 
 
 @pytest.fixture(scope="session")
@@ -58,13 +74,21 @@ def test_report_lists_top_zero_result_unclicked_queries_and_guides(store):
     search(store, "ward round", 2)
     search(store, "parking at the hospital", 0)
     search(store, "parking at the hospital", 0)
-    store.write([ClickEvent(new_search_id(), "ward-round-basics", 2, query="ward round etiquette")])  # an as-you-type result followed
+    store.write(
+        [ClickEvent(new_search_id(), "ward-round-basics", 2, query="ward round etiquette")]
+    )  # an as-you-type result followed
     r = store.report(days=30, limit=10, guides=GUIDES)
     assert r["totals"] == {"searches": 6, "distinct_queries": 4, "zero_result_searches": 2, "searches_with_click": 2}
     top = {q["query"]: q for q in r["top_queries"]}
-    assert top["psa resit"]["searches"] == 2 and top["psa resit"]["clicked"] == 1 and top["psa resit"]["avg_results"] == 3.0
+    assert (
+        top["psa resit"]["searches"] == 2
+        and top["psa resit"]["clicked"] == 1
+        and top["psa resit"]["avg_results"] == 3.0
+    )
     assert r["top_queries"][0]["query"] in ("psa resit", "parking at the hospital")
-    assert r["zero_results"] == [{"query": "parking at the hospital", "searches": 2, "last": r["zero_results"][0]["last"]}]
+    assert r["zero_results"] == [
+        {"query": "parking at the hospital", "searches": 2, "last": r["zero_results"][0]["last"]}
+    ]
     assert [q["query"] for q in r["no_click"]] == ["ward round"]
     assert {g["slug"]: g["clicks"] for g in r["clicked_guides"]} == {"psa-resits": 1, "ward-round-basics": 1}
     assert [g["slug"] for g in r["never_clicked"]] == ["study-groups"]
@@ -87,7 +111,13 @@ def test_queries_are_normalised_and_redacted_times_rounded_to_the_hour(store):
     with store.engine.connect() as conn:
         row = conn.execute(select(searches)).one()
     assert row.query == "email me at <email> or <number>"
-    assert row.mode == "keyword" and row.category == "psa" and row.results == 1 and row.took_ms == 12.5 and row.source == "page"
+    assert (
+        row.mode == "keyword"
+        and row.category == "psa"
+        and row.results == 1
+        and row.took_ms == 12.5
+        and row.source == "page"
+    )
     assert row.at.minute == 0 and row.at.second == 0
     assert normalise_query("GMC 7654321") == "gmc <number>" and normalise_query("a\x00b") == "a b"
 
@@ -99,7 +129,11 @@ def test_feedback_is_listed_by_negative_answers_with_comments(store):
     store.add_feedback("study-groups", True, "great")
     store.add_feedback("ward-round-basics", False, "write to me: a@b.co")
     r = store.report(guides=GUIDES)
-    assert [(f["slug"], f["no"], f["yes"]) for f in r["feedback"]] == [("psa-resits", 2, 1), ("ward-round-basics", 1, 0), ("study-groups", 0, 1)]
+    assert [(f["slug"], f["no"], f["yes"]) for f in r["feedback"]] == [
+        ("psa-resits", 2, 1),
+        ("ward-round-basics", 1, 0),
+        ("study-groups", 0, 1),
+    ]
     assert r["feedback"][0]["comments"] == ["Nothing about resit fees"]
     assert r["feedback"][1]["comments"] == ["write to me: <email>"]
 
@@ -121,8 +155,15 @@ def test_retention_and_report_windows_count_back_from_the_injected_day(store, mo
     monkeypatch.setenv("KB_TODAY", day.isoformat())
     assert store.now().date() == day
     noon = dt.datetime(2031, 3, 1, 12)
-    store.write([SearchEvent(new_search_id(), q, "hybrid", 0, at=noon - dt.timedelta(days=age)) for q, age in [("kept", 29), ("gone", 31)]])
-    assert [q["query"] for q in store.report(days=30)["zero_results"]] == ["kept"]  # 31 days old: outside a 30-day report
+    store.write(
+        [
+            SearchEvent(new_search_id(), q, "hybrid", 0, at=noon - dt.timedelta(days=age))
+            for q, age in [("kept", 29), ("gone", 31)]
+        ]
+    )
+    assert [q["query"] for q in store.report(days=30)["zero_results"]] == [
+        "kept"
+    ]  # 31 days old: outside a 30-day report
     assert store.purge()["searches"] == 1  # retention is 30 days in this fixture
     assert [q["query"] for q in store.report(days=3650)["zero_results"]] == ["kept"]
     # a store given its own day (the KB_TODAY setting of an app) uses it over the environment

@@ -26,7 +26,12 @@ LINE_RE = re.compile(r"^(?P<path>[^:\s]+\.md):(?P<line>\d+):(?P<col>\d+): (?P<le
 
 
 def front(
-    title="A guide", category="psa", tags="[psa]", reviewed="2026-11-01", applies="evergreen", url="https://www.prescribingsafetyassessment.ac.uk/aboutpsa"
+    title="A guide",
+    category="psa",
+    tags="[psa]",
+    reviewed="2026-11-01",
+    applies="evergreen",
+    url="https://www.prescribingsafetyassessment.ac.uk/aboutpsa",
 ):
     return (
         "---\n"
@@ -44,7 +49,9 @@ def front(
     )
 
 
-GOOD_BODY = "Intro about the Prescribing Safety Assessment.\n\n## What is it?\n\nAn exam.\n\n## When is it?\n\nIn final year.\n"
+GOOD_BODY = (
+    "Intro about the Prescribing Safety Assessment.\n\n## What is it?\n\nAn exam.\n\n## When is it?\n\nIn final year.\n"
+)
 
 
 def make_content(root: Path, guides: dict[str, str], glossary: bool = True) -> Path:
@@ -136,14 +143,29 @@ def test_impossible_date_is_a_located_error_not_a_crash(tmp_path):
 
 
 # ---- links ---------------------------------------------------------------------------------------
-TARGET = front(title="Target", category="placements", tags="[placements]") + "Intro.\n\n## How do ward rounds work?\n\nLike this.\n"
+TARGET = (
+    front(title="Target", category="placements", tags="[placements]")
+    + "Intro.\n\n## How do ward rounds work?\n\nLike this.\n"
+)
 
 
 @pytest.mark.parametrize(
     "link, code, level, message, hint",
     [
-        ("[x](/guides/targte)", "link.guide", "error", "does not exist: /guides/targte", "did you mean /guides/target?"),
-        ("[x](/guides/target#how-do-ward-round-work)", "link.anchor", "error", "no section '#how-do-ward-round-work'", "#how-do-ward-rounds-work"),
+        (
+            "[x](/guides/targte)",
+            "link.guide",
+            "error",
+            "does not exist: /guides/targte",
+            "did you mean /guides/target?",
+        ),
+        (
+            "[x](/guides/target#how-do-ward-round-work)",
+            "link.anchor",
+            "error",
+            "no section '#how-do-ward-round-work'",
+            "#how-do-ward-rounds-work",
+        ),
         ("[x](#nowhere)", "link.anchor", "error", "no section '#nowhere' in this guide", "#what-is-it"),
         ("[x](/guides/target/)", "link.guide", "error", "ends with '/'", "write /guides/target"),
         ("[x](/categories/wizardry)", "link.category", "error", "unknown category", "psa"),
@@ -244,7 +266,11 @@ def test_stale_guides_warn_and_strict_makes_them_errors(tmp_path):
     strict = check(content, options={"strict": True})
     assert {p.level for p in strict.problems if p.code.startswith("stale.")} == {"error"} and strict.exit_code == 1
     shorter = check(content, options={"stale_after_days": 20})
-    assert {p.path.split("/")[-1] for p in found(shorter, "stale.review")} == {"old-review.md", "old-cycle.md", "fresh.md"}
+    assert {p.path.split("/")[-1] for p in found(shorter, "stale.review")} == {
+        "old-review.md",
+        "old-cycle.md",
+        "fresh.md",
+    }
 
 
 # ---- sources and dated claims ----------------------------------------------------------------------
@@ -322,14 +348,21 @@ def test_cycle_specific_claims_in_an_evergreen_guide_are_warned_at_path_line_col
 
 def test_a_cycle_guide_may_state_its_own_cycle_and_later_ones(tmp_path):
     body = "Intro.\n\n## When?\n\nFP2027 applications opened in autumn 2026 for 2026/27; FP2028 follows. FP2026 ran in 2025/26.\n"
-    report = check(make_content(tmp_path, {"applications/a-guide.md": front(category="applications", tags="[applications]", applies="FP2027") + body}))
+    report = check(
+        make_content(
+            tmp_path,
+            {"applications/a-guide.md": front(category="applications", tags="[applications]", applies="FP2027") + body},
+        )
+    )
     assert [p.message.split("'")[1] for p in found(report, "dated.claim")] == ["FP2026", "2025/26"]
     assert "in a guide for FP2027" in found(report, "dated.claim")[0].message
 
 
 def test_old_claims_are_history_by_themselves(tmp_path):
     """The rule looks at last year on: judged from 2030, FP2026 and October 2025 are plainly past."""
-    report = check(make_content(tmp_path, {"psa/a-guide.md": front() + DATED_BODY}), options={"today": dt.date(2030, 1, 1)})
+    report = check(
+        make_content(tmp_path, {"psa/a-guide.md": front() + DATED_BODY}), options={"today": dt.date(2030, 1, 1)}
+    )
     assert found(report, "dated.claim") == []
 
 
@@ -342,10 +375,18 @@ def test_must_show_an_fp2026_date_added_to_an_evergreen_guide_is_warned(tmp_path
     assert "applies_to: evergreen" in text
     guide.write_text(text + "\nFor FP2026, the national window closed on 8 October 2025.\n", encoding="utf-8")
     line = text.count("\n") + 2
-    result = CliRunner().invoke(check_main, ["--content", str(content), "--no-duplicates", "--today", content_today().isoformat(), str(guide)])
+    result = CliRunner().invoke(
+        check_main, ["--content", str(content), "--no-duplicates", "--today", content_today().isoformat(), str(guide)]
+    )
     assert result.exit_code == 0, result.output
-    assert re.search(rf"ward-rounds\.md:{line}:5: warning: 'FP2026' is a dated, cycle-specific claim in an evergreen guide", result.output), result.output
-    assert re.search(rf"ward-rounds\.md:{line}:\d+: warning: '8 October 2025'|ward-rounds\.md:{line}:\d+: warning: 'October 2025'", result.output)
+    assert re.search(
+        rf"ward-rounds\.md:{line}:5: warning: 'FP2026' is a dated, cycle-specific claim in an evergreen guide",
+        result.output,
+    ), result.output
+    assert re.search(
+        rf"ward-rounds\.md:{line}:\d+: warning: '8 October 2025'|ward-rounds\.md:{line}:\d+: warning: 'October 2025'",
+        result.output,
+    )
 
 
 # ---- near-duplicates (fast, with the hashing stand-in encoder) ----------------------------------
@@ -356,7 +397,9 @@ SHARED = (
 
 
 def dup_content(tmp_path):
-    original = front(title="Original", reviewed="2026-10-01") + f"Intro.\n\n## How do I prepare for shadowing?\n\n{SHARED}\n"
+    original = (
+        front(title="Original", reviewed="2026-10-01") + f"Intro.\n\n## How do I prepare for shadowing?\n\n{SHARED}\n"
+    )
     copy = (
         front(title="Copy", reviewed="2026-11-20")
         + "Intro.\n\n## Something unrelated?\n\nCompletely different words about pharmacology exams and calculators here, long enough to compare at all, "
@@ -389,7 +432,9 @@ def test_duplicate_threshold_and_cache(tmp_path):
 
 def test_scoped_check_attributes_duplicates_to_the_guide_in_scope(tmp_path):
     content = dup_content(tmp_path)
-    report = check(content, paths=[content / "psa" / "original.md"], options={"duplicates": True}, embedder=HashEmbedder())
+    report = check(
+        content, paths=[content / "psa" / "original.md"], options={"duplicates": True}, embedder=HashEmbedder()
+    )
     (hit,) = found(report, "duplicate.section")
     assert hit.path.endswith("original.md") and "psa/copy.md" in hit.message
 
@@ -398,7 +443,10 @@ def test_scoped_check_attributes_duplicates_to_the_guide_in_scope(tmp_path):
 def test_paths_limit_the_report(tmp_path):
     content = make_content(
         tmp_path,
-        {"psa/a-guide.md": front(title="A") + "## XYZ?\n\nText.\n", "psa/b-guide.md": front(title="B") + "## QRS?\n\nText.\n"},
+        {
+            "psa/a-guide.md": front(title="A") + "## XYZ?\n\nText.\n",
+            "psa/b-guide.md": front(title="B") + "## QRS?\n\nText.\n",
+        },
     )
     report = check(content, paths=[content / "psa" / "a-guide.md"])
     assert {p.path.split("/")[-1] for p in report.problems} == {"a-guide.md"}
@@ -408,7 +456,13 @@ def test_paths_limit_the_report(tmp_path):
 
 
 def git(cwd, *args):
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
 
 
@@ -419,7 +473,8 @@ def repo(tmp_path):
     content = make_content(
         root,
         {
-            "psa/a-guide.md": front(title="A") + "Intro.\n\n## Q?\n\nSee [b](/guides/b-guide). The QRS is a warning on main.\n",
+            "psa/a-guide.md": front(title="A")
+            + "Intro.\n\n## Q?\n\nSee [b](/guides/b-guide). The QRS is a warning on main.\n",
             "psa/b-guide.md": front(title="B") + GOOD_BODY,
         },
     )
@@ -433,13 +488,18 @@ def repo(tmp_path):
 def test_changed_only_reports_warnings_for_changed_guides_and_errors_everywhere(repo):
     root, content = repo
     (content / "psa" / "b-guide.md").unlink()  # breaks a-guide's link
-    (content / "psa" / "new-guide.md").write_text(front(title="New") + "Intro.\n\n## About the XYZ?\n\nText.\n", encoding="utf-8")
+    (content / "psa" / "new-guide.md").write_text(
+        front(title="New") + "Intro.\n\n## About the XYZ?\n\nText.\n", encoding="utf-8"
+    )
     git(root, "add", "-A")
     git(root, "commit", "-qm", "change")
     changed, shared = changed_files(content, "main")
     assert {p.name for p in changed} == {"b-guide.md", "new-guide.md"} and not shared
     report = check(content, changed=(changed, shared))
-    assert [(p.path.split("/")[-1], p.code) for p in report.problems] == [("a-guide.md", "link.guide"), ("new-guide.md", "glossary.missing")]
+    assert [(p.path.split("/")[-1], p.code) for p in report.problems] == [
+        ("a-guide.md", "link.guide"),
+        ("new-guide.md", "glossary.missing"),
+    ]
 
 
 def test_changed_only_includes_uncommitted_and_untracked_and_taxonomy_widens_scope(repo):
@@ -457,7 +517,17 @@ def test_changed_only_without_a_base_falls_back_to_everything(repo, monkeypatch)
     root, content = repo
     monkeypatch.chdir(root)
     result = CliRunner().invoke(
-        check_main, ["--content", str(content), "--changed-only", "--base", "no-such-branch", "--no-duplicates", "--today", "2026-11-25"]
+        check_main,
+        [
+            "--content",
+            str(content),
+            "--changed-only",
+            "--base",
+            "no-such-branch",
+            "--no-duplicates",
+            "--today",
+            "2026-11-25",
+        ],
     )
     assert result.exit_code == 0
     assert "checking every guide instead" in result.output and "Checked 2 guides" in result.output
@@ -465,7 +535,9 @@ def test_changed_only_without_a_base_falls_back_to_everything(repo, monkeypatch)
 
 # ---- command line and formats --------------------------------------------------------------------
 def bad_content(tmp_path):
-    return make_content(tmp_path, {"psa/a-guide.md": front(category="wizardry") + "## Q?\n\nSee [x](/guides/nowhere).\n"})
+    return make_content(
+        tmp_path, {"psa/a-guide.md": front(category="wizardry") + "## Q?\n\nSee [x](/guides/nowhere).\n"}
+    )
 
 
 def test_cli_text_output_and_exit_status(tmp_path):
@@ -482,7 +554,9 @@ def test_cli_text_output_and_exit_status(tmp_path):
 
 def test_cli_json_output(tmp_path):
     content = bad_content(tmp_path)
-    result = CliRunner().invoke(check_main, ["--content", str(content), "--no-duplicates", "--format", "json", "--today", "2026-11-25"])
+    result = CliRunner().invoke(
+        check_main, ["--content", str(content), "--no-duplicates", "--format", "json", "--today", "2026-11-25"]
+    )
     data = json.loads(result.output)
     assert result.exit_code == 1 and data["ok"] is False and data["errors"] == 2
     assert {p["code"] for p in data["problems"]} == {"front-matter.category", "link.guide"}
@@ -495,7 +569,10 @@ def test_github_annotations_escape_and_locate(tmp_path):
     text = format_report(report, "github")
     annotations = [line for line in text.splitlines() if line.startswith("::")]
     assert len(annotations) == 2
-    assert re.match(r"^::error file=.*a-guide\.md,line=4,col=1,title=front-matter\.category::unknown category 'wizardry'", annotations[0])
+    assert re.match(
+        r"^::error file=.*a-guide\.md,line=4,col=1,title=front-matter\.category::unknown category 'wizardry'",
+        annotations[0],
+    )
     from kb.errors import Problem
 
     tricky = github_annotation(Problem("a,b:c.md", 3, 2, "warning", "50% done\nnext", "", "x"))
@@ -504,7 +581,10 @@ def test_github_annotations_escape_and_locate(tmp_path):
 
 def test_flask_kb_check_command(tmp_path):
     content = bad_content(tmp_path)
-    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "index")}, embedder=HashEmbedder())
+    app = create_app(
+        {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "index")},
+        embedder=HashEmbedder(),
+    )
     result = app.test_cli_runner().invoke(args=["kb", "check", "--no-duplicates", "--today", "2026-11-25"])
     assert result.exit_code == 1 and "unknown category 'wizardry'" in result.output
 
@@ -529,7 +609,9 @@ def test_workflow_triggers_on_content_and_runs_only_documented_commands():
     triggers = data.get("on") or data.get(True)  # YAML 1.1 reads a bare `on` as true
     assert "content/**" in triggers["pull_request"]["paths"]
     commands = workflow_commands()
-    documented = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8") + (ROOT / "Makefile").read_text(encoding="utf-8")
+    documented = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8") + (ROOT / "Makefile").read_text(
+        encoding="utf-8"
+    )
     assert ".ci/run" in commands and "make install" in commands
     validator = [c for c in commands if "validate_content.py" in c]
     assert len(validator) == 1 and "--changed-only" in validator[0] and "--format github" in validator[0]
@@ -537,7 +619,9 @@ def test_workflow_triggers_on_content_and_runs_only_documented_commands():
         if command.startswith("git config"):
             continue
         assert command.split()[0] in ("make", ".ci/run", ".venv/bin/python"), command
-        assert command.replace('"origin/$GITHUB_BASE_REF"', "origin/<target branch>") in documented or command.startswith("make "), command
+        assert command.replace(
+            '"origin/$GITHUB_BASE_REF"', "origin/<target branch>"
+        ) in documented or command.startswith("make "), command
     for target in ("install", "test", "check"):
         assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
@@ -551,12 +635,16 @@ def test_workflow_validator_command_annotates_a_pull_request(repo):
         (root / item).symlink_to(src, target_is_directory=src.is_dir())
     (root / ".venv").symlink_to(ROOT / ".venv")
     git(root, "update-ref", "refs/remotes/origin/main", "main")
-    (content / "psa" / "b-guide.md").write_text(front(title="B", category="wizardry") + GOOD_BODY + "\nThe XYZ.\n", encoding="utf-8")
+    (content / "psa" / "b-guide.md").write_text(
+        front(title="B", category="wizardry") + GOOD_BODY + "\nThe XYZ.\n", encoding="utf-8"
+    )
     git(root, "add", "content")
     git(root, "commit", "-qm", "edit")
     (command,) = [c for c in workflow_commands() if "validate_content.py" in c]
     env = {**os.environ, "GITHUB_BASE_REF": "main", "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(root / "index")}
-    run = subprocess.run(command + " --no-duplicates", shell=True, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        command + " --no-duplicates", shell=True, cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     annotations = [line for line in run.stdout.splitlines() if line.startswith("::")]
     assert annotations == [
@@ -570,7 +658,14 @@ def test_workflow_validator_command_annotates_a_pull_request(repo):
 
 # ---- must show (real model) -----------------------------------------------------------------------
 def run_script(*args, cwd=ROOT, env=None):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "validate_content.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "validate_content.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -600,19 +695,35 @@ def test_broken_copy_reports_one_line_per_problem_and_names_the_original(tmp_pat
 
     edit("psa/psa-common-pitfalls.md", 'title: "Common PSA mistakes and how to avoid them"\n', "")
     ward = content / "placements" / "ward-rounds.md"
-    ward.write_text(re.sub(r"^last_reviewed: .*$", "last_reviewed: 2026-13-01", ward.read_text(encoding="utf-8"), count=1, flags=re.M), encoding="utf-8")
+    ward.write_text(
+        re.sub(
+            r"^last_reviewed: .*$", "last_reviewed: 2026-13-01", ward.read_text(encoding="utf-8"), count=1, flags=re.M
+        ),
+        encoding="utf-8",
+    )
     edit("placements/electives.md", "category: placements", "category: wizardry")
-    edit("psa/psa-preparation-plan.md", "(/guides/psa-format-and-sections)", "(/guides/psa-format-and-sections#how-long-is-the-exam)")
+    edit(
+        "psa/psa-preparation-plan.md",
+        "(/guides/psa-format-and-sections)",
+        "(/guides/psa-format-and-sections#how-long-is-the-exam)",
+    )
     original = (content / "starting-f1" / "rotas-and-pay-basics.md").read_text(encoding="utf-8")
     section = re.search(r"^## What is a rota\?\n.*?(?=^## )", original, re.S | re.M).group(0)
     (content / "placements" / "surviving-your-first-on-call.md").write_text(
-        front(title="Surviving your first on-call", category="placements", tags="[placements, f1]", reviewed=content_today().isoformat())
+        front(
+            title="Surviving your first on-call",
+            category="placements",
+            tags="[placements, f1]",
+            reviewed=content_today().isoformat(),
+        )
         + "Your first on-call is a rite of passage.\n\n"
         + section
         + "## Who do I call when I am stuck?\n\nCall your registrar early; nobody expects you to manage alone.\n",
         encoding="utf-8",
     )
-    result = run_script("--content", str(content), "--index", str(section_cache), "--today", content_today().isoformat(), cwd=tmp_path)
+    result = run_script(
+        "--content", str(content), "--index", str(section_cache), "--today", content_today().isoformat(), cwd=tmp_path
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if LINE_RE.match(line)]
     by_file = {Path(LINE_RE.match(line)["path"]).name: line for line in lines}
@@ -622,5 +733,8 @@ def test_broken_copy_reports_one_line_per_problem_and_names_the_original(tmp_pat
     assert "unknown category 'wizardry'" in by_file["electives.md"]
     assert "no section '#how-long-is-the-exam' in /guides/psa-format-and-sections" in by_file["psa-preparation-plan.md"]
     dup = by_file["surviving-your-first-on-call.md"]
-    assert ": warning: section 'What is a rota?' closely matches 'What is a rota?' in content/starting-f1/rotas-and-pay-basics.md" in dup
+    assert (
+        ": warning: section 'What is a rota?' closely matches 'What is a rota?' in content/starting-f1/rotas-and-pay-basics.md"
+        in dup
+    )
     assert "(/guides/rotas-and-pay-basics#what-is-a-rota)" in dup

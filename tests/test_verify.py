@@ -38,12 +38,19 @@ def test_healthy_index(built):
 @pytest.mark.parametrize(
     "damage, check",
     [
-        (lambda gen: gen.joinpath("vectors.npy").write_bytes(gen.joinpath("vectors.npy").read_bytes()[:-8] + b"\0" * 8), "files"),
+        (
+            lambda gen: gen.joinpath("vectors.npy").write_bytes(
+                gen.joinpath("vectors.npy").read_bytes()[:-8] + b"\0" * 8
+            ),
+            "files",
+        ),
         (lambda gen: gen.joinpath("chunks.jsonl").unlink(), "files"),
         (lambda gen: gen.joinpath("manifest.json").write_text("{not json"), "manifest"),
         (
             lambda gen: gen.joinpath("manifest.json").write_text(
-                json.dumps({**json.loads(gen.joinpath("manifest.json").read_text()), "counts": {"guides": 5, "chunks": 3}})
+                json.dumps(
+                    {**json.loads(gen.joinpath("manifest.json").read_text()), "counts": {"guides": 5, "chunks": 3}}
+                )
             ),
             "counts",
         ),
@@ -56,7 +63,9 @@ def test_damage_is_named_and_full_rebuild_prescribed(built, damage, check):
     v = verify_index(index, content, FAKE_MODEL)
     assert not v.healthy and v.exit_code == 1
     assert statuses(v)[check] == "fail"
-    assert v.command == "python scripts/build_index.py --full" and v.format().endswith("Run: python scripts/build_index.py --full")
+    assert v.command == "python scripts/build_index.py --full" and v.format().endswith(
+        "Run: python scripts/build_index.py --full"
+    )
 
 
 def test_other_model_and_missing_index(built, tmp_path):
@@ -64,7 +73,11 @@ def test_other_model_and_missing_index(built, tmp_path):
     v = verify_index(index, content, "another/model")
     assert statuses(v)["model"] == "fail" and "another/model" in v.format() and v.command.endswith("--full")
     none = verify_index(tmp_path / "nothing", content, FAKE_MODEL)
-    assert none.exit_code == 1 and none.command == "python scripts/build_index.py" and "no index has been built" in none.format()
+    assert (
+        none.exit_code == 1
+        and none.command == "python scripts/build_index.py"
+        and "no index has been built" in none.format()
+    )
 
 
 def test_guides_newer_than_the_index_are_listed(built):
@@ -97,7 +110,17 @@ def test_leftovers_and_cache_disagreement_are_warnings(built, fake_embedder):
 def test_script_json_and_exit_codes(built):
     content, index = built
     run = subprocess.run(
-        [sys.executable, "scripts/verify_index.py", "--content", str(content), "--index", str(index), "--model", FAKE_MODEL, "--json"],
+        [
+            sys.executable,
+            "scripts/verify_index.py",
+            "--content",
+            str(content),
+            "--index",
+            str(index),
+            "--model",
+            FAKE_MODEL,
+            "--json",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -105,10 +128,23 @@ def test_script_json_and_exit_codes(built):
     )
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
-    assert data["healthy"] and data["exit_code"] == 0 and {c["name"] for c in data["checks"]} >= {"files", "counts", "model", "content"}
+    assert (
+        data["healthy"]
+        and data["exit_code"] == 0
+        and {c["name"] for c in data["checks"]} >= {"files", "counts", "model", "content"}
+    )
     current_path(index).joinpath("glossary.json").write_text("[]")
     run = subprocess.run(
-        [sys.executable, "scripts/verify_index.py", "--content", str(content), "--index", str(index), "--model", FAKE_MODEL],
+        [
+            sys.executable,
+            "scripts/verify_index.py",
+            "--content",
+            str(content),
+            "--index",
+            str(index),
+            "--model",
+            FAKE_MODEL,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -121,4 +157,7 @@ def test_script_json_and_exit_codes(built):
 def test_flask_kb_verify_on_the_real_model_index(runner):
     result = runner.invoke(args=["kb", "verify"])
     assert result.exit_code == 0, result.output
-    assert "sentence-transformers/all-MiniLM-L6-v2, as configured" in result.output and "384, as the model gives" in result.output
+    assert (
+        "sentence-transformers/all-MiniLM-L6-v2, as configured" in result.output
+        and "384, as the model gives" in result.output
+    )

@@ -95,7 +95,17 @@ def test_guide_api_and_list(client):
     assert client.get("/api/guides").get_json()["total"] == 5
 
 
-@pytest.mark.parametrize("url", ["/guides/nope", "/categories/nope", "/tags/nope", "/nowhere", "/guides/../../etc/passwd", "/guides/%2e%2e%2fetc%2fpasswd"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/guides/nope",
+        "/categories/nope",
+        "/tags/nope",
+        "/nowhere",
+        "/guides/../../etc/passwd",
+        "/guides/%2e%2e%2fetc%2fpasswd",
+    ],
+)
 def test_unknown_pages_are_404_html(client, url):
     r = client.get(url)
     assert r.status_code == 404 and "Traceback" not in r.get_data(as_text=True)
@@ -127,7 +137,9 @@ def test_healthz(client):
 
 
 def test_missing_index_is_instructive_503(tmp_path, real_embedder):
-    app = create_app({"KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(tmp_path / "none")}, embedder=real_embedder)
+    app = create_app(
+        {"KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(tmp_path / "none")}, embedder=real_embedder
+    )
     c = app.test_client()
     r = c.get("/api/search?q=psa")
     assert r.status_code == 503 and "scripts/build_index.py" in r.get_json()["error"]
@@ -188,7 +200,11 @@ def test_hostile_guide_renders_inert(tmp_path, real_embedder):
     [
         ("preference-informed-allocation", "2026-11-25", None),  # the fixture day: every guide is current
         ("preference-informed-allocation", "2027-08-31", None),  # the last day of the FP2027 cycle
-        ("preference-informed-allocation", "2027-09-01", "This guide is about the FP2027 application cycle, which has passed."),
+        (
+            "preference-informed-allocation",
+            "2027-09-01",
+            "This guide is about the FP2027 application cycle, which has passed.",
+        ),
         ("psa-exam-format", "2027-11-01", None),  # reviewed 2026-11-01: 365 days is not yet stale
         ("psa-exam-format", "2027-11-02", "Not reviewed for 366 days."),
     ],
@@ -196,7 +212,13 @@ def test_hostile_guide_renders_inert(tmp_path, real_embedder):
 def test_banners_follow_the_injected_day(fixture_index, real_embedder, slug, day, banner):
     """The site judges banners on KB_TODAY, the same day the checker and the scaffold use."""
     app = create_app(
-        {"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(fixture_index), "KB_RELOAD_INTERVAL": 0, "KB_TODAY": day},
+        {
+            "TESTING": True,
+            "KB_CONTENT_DIR": str(FIXTURE_CONTENT),
+            "KB_INDEX_DIR": str(fixture_index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_TODAY": day,
+        },
         embedder=real_embedder,
     )
     html = app.test_client().get(f"/guides/{slug}").get_data(as_text=True)

@@ -108,7 +108,9 @@ class Analytics:
     def __init__(self, settings: dict, secret_key: str | bytes | None = None):
         self.enabled = bool(settings["KB_LOG_SEARCHES"])
         self.store = Store(
-            database_url(settings["KB_DATABASE_URL"], settings["KB_INDEX_DIR"]), settings["KB_ANALYTICS_RETENTION_DAYS"], settings.get("KB_TODAY")
+            database_url(settings["KB_DATABASE_URL"], settings["KB_INDEX_DIR"]),
+            settings["KB_ANALYTICS_RETENTION_DAYS"],
+            settings.get("KB_TODAY"),
         )
         self.recorder = Recorder(self.store)
         self.limiter = RateLimiter()
@@ -253,7 +255,9 @@ def api_click():
     if raw_rank:
         # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
         if not (raw_rank.isdecimal() and len(raw_rank) <= 4 and 1 <= int(raw_rank) <= 1000):
-            raise QueryError(f"parameter 'r' must be a whole number from 1 to 1000 (a result's rank), got '{raw_rank[:20]}'", "r")
+            raise QueryError(
+                f"parameter 'r' must be a whole number from 1 to 1000 (a result's rank), got '{raw_rank[:20]}'", "r"
+            )
         rank = int(raw_rank)
     if SEARCH_ID.match(search_id) and slug in kb().library.snapshot().by_slug:
         query = (request.args.get("q") or "")[:300] or None

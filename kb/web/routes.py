@@ -17,7 +17,13 @@ def _categories():
     for g in snap.guides:
         counts[g.category] = counts.get(g.category, 0) + 1
     return [
-        {"slug": c.slug, "title": c.title, "description": c.description, "count": counts.get(c.slug, 0), "url": f"/categories/{c.slug}"}
+        {
+            "slug": c.slug,
+            "title": c.title,
+            "description": c.description,
+            "count": counts.get(c.slug, 0),
+            "url": f"/categories/{c.slug}",
+        }
         for c in snap.taxonomy.categories.values()
     ]
 
@@ -34,7 +40,9 @@ def _guide_data(slug: str) -> dict:
     related = []
     try:
         related = [
-            {"slug": s, "title": t, "url": f"/guides/{s}", "summary": snap.by_slug[s].summary} for s, t, _ in k.searcher.related(slug, 4) if s in snap.by_slug
+            {"slug": s, "title": t, "url": f"/guides/{s}", "summary": snap.by_slug[s].summary}
+            for s, t, _ in k.searcher.related(slug, 4)
+            if s in snap.by_slug
         ]
     except Exception:  # related guides are a nicety; a missing index must not break reading
         related = []
@@ -43,7 +51,9 @@ def _guide_data(slug: str) -> dict:
     data.update(
         html=rendered.html,
         toc=[{"level": lvl, "anchor": a, "title": t} for lvl, a, t in rendered.headings],
-        category_title=snap.taxonomy.categories.get(g.category).title if g.category in snap.taxonomy.categories else g.category,
+        category_title=snap.taxonomy.categories.get(g.category).title
+        if g.category in snap.taxonomy.categories
+        else g.category,
         edit_url=k.edit_url(g),
         related=related,
         cycle_passed=g.cycle_passed(today),
@@ -79,7 +89,9 @@ def _search_data(source: str) -> dict:
 def home():
     snap = kb().library.snapshot()
     recent = sorted(snap.guides, key=lambda g: (g.last_reviewed, g.title), reverse=True)[:6]
-    return render_template("home.html", categories=_categories(), recent=[g.as_dict() for g in recent], total=len(snap.guides))
+    return render_template(
+        "home.html", categories=_categories(), recent=[g.as_dict() for g in recent], total=len(snap.guides)
+    )
 
 
 @bp.get("/search")
@@ -91,14 +103,19 @@ def search_page():
         return render_template("search.html", data=None, q="", categories=_categories(), tags=tags, params=request.args)
     data = _search_data("page")
     issue_url = f"{k.settings['KB_REPO_URL'].rstrip('/')}/issues/new?title={quote_plus('Guide request: ' + q[:150])}&labels=guide-request"
-    return render_template("search.html", data=data, q=q, categories=_categories(), tags=tags, params=request.args, issue_url=issue_url)
+    return render_template(
+        "search.html", data=data, q=q, categories=_categories(), tags=tags, params=request.args, issue_url=issue_url
+    )
 
 
 @bp.get("/guides")
 def guides_page():
     snap = kb().library.snapshot()
     return render_template(
-        "list.html", heading="All guides", description=f"{len(snap.guides)} guides by students and new doctors.", guides=_guide_list(snap.guides)
+        "list.html",
+        heading="All guides",
+        description=f"{len(snap.guides)} guides by students and new doctors.",
+        guides=_guide_list(snap.guides),
     )
 
 
@@ -114,7 +131,9 @@ def category_page(slug: str):
     if cat is None:
         raise NotFoundError(f"no category called '{slug[:80]}'")
     guides = [g for g in snap.guides if g.category == slug]
-    return render_template("list.html", heading=cat.title, description=cat.description, guides=_guide_list(guides), category=slug)
+    return render_template(
+        "list.html", heading=cat.title, description=cat.description, guides=_guide_list(guides), category=slug
+    )
 
 
 @bp.get("/tags")
@@ -133,7 +152,9 @@ def tag_page(tag: str):
     if tag not in snap.taxonomy.tags:
         raise NotFoundError(f"no tag called '{tag[:80]}'")
     guides = [g for g in snap.guides if tag in g.tags]
-    return render_template("list.html", heading=f"Tagged “{tag}”", description=f"{len(guides)} guides", guides=_guide_list(guides), tag=tag)
+    return render_template(
+        "list.html", heading=f"Tagged “{tag}”", description=f"{len(guides)} guides", guides=_guide_list(guides), tag=tag
+    )
 
 
 # ---- JSON API -----------------------------------------------------------------------------------
@@ -145,7 +166,9 @@ def api_search():
 @bp.get("/api/guides")
 def api_guides():
     snap = kb().library.snapshot()
-    return jsonify({"ok": True, "total": len(snap.guides), "guides": _guide_list(snap.guides), "categories": _categories()})
+    return jsonify(
+        {"ok": True, "total": len(snap.guides), "guides": _guide_list(snap.guides), "categories": _categories()}
+    )
 
 
 @bp.get("/api/guides/<slug>")

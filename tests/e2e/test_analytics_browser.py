@@ -25,7 +25,12 @@ def tracked(fixture_index, real_embedder, tmp_path):
 
     db = tmp_path / "analytics.sqlite3"
     app = create_app(
-        {"KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(fixture_index), "KB_RELOAD_INTERVAL": 0, "KB_DATABASE_URL": f"sqlite:///{db}"},
+        {
+            "KB_CONTENT_DIR": str(FIXTURE_CONTENT),
+            "KB_INDEX_DIR": str(fixture_index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_DATABASE_URL": f"sqlite:///{db}",
+        },
         embedder=real_embedder,
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -70,13 +75,21 @@ def test_results_page_click_and_enter_are_recorded(browser, tracked):
     assert first.get_attribute("ping").startswith("/api/click?s=")
     first.click()
     wait_for(browser, lambda d: "/guides/" in d.current_url, "the result to open")
-    assert rows(app, db, "select slug from clicks", expect=lambda r: len(r) == 1) == [("study-groups",)]  # ping and beacon, recorded once
+    assert rows(app, db, "select slug from clicks", expect=lambda r: len(r) == 1) == [
+        ("study-groups",)
+    ]  # ping and beacon, recorded once
     load(browser, base + "/search?q=psa")
     box = browser.find_element(By.ID, "page-q")
     type_into(browser, box, "ward round")
-    wait_for(browser, lambda d: "ward+round" in d.current_url or "ward%20round" in d.current_url, "live results for the new words")
+    wait_for(
+        browser,
+        lambda d: "ward+round" in d.current_url or "ward%20round" in d.current_url,
+        "live results for the new words",
+    )
     box.send_keys(Keys.ENTER)
-    queries = rows(app, db, "select query, source from searches order by id", expect=lambda r: ("ward round", "page") in r)
+    queries = rows(
+        app, db, "select query, source from searches order by id", expect=lambda r: ("ward round", "page") in r
+    )
     assert queries == [("study group", "page"), ("psa", "page"), ("ward round", "page")]
 
 
@@ -89,7 +102,8 @@ def test_feedback_form_in_the_browser(browser, tracked):
     wait_for(
         browser,
         lambda d: d.execute_script(
-            "var r = arguments[0].getBoundingClientRect(); return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === arguments[0];", no
+            "var r = arguments[0].getBoundingClientRect(); return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === arguments[0];",
+            no,
         ),
         "the No button to be visible",
     )

@@ -38,7 +38,9 @@ def shot(driver, name: str, full_page: bool = True) -> None:
     """Save a PNG of the page (the whole page, not just the viewport) to test-artifacts/browser/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     if full_page:
-        data = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+        data = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})[
+            "data"
+        ]
         (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(data))
     else:
         driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
@@ -51,14 +53,20 @@ def load(driver, url: str) -> None:
 
 def scheme(driver, value: str) -> None:
     """Emulate the system colour preference (light or dark) and forget any theme the reader picked."""
-    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "", "features": [{"name": "prefers-color-scheme", "value": value}]})
+    driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"media": "", "features": [{"name": "prefers-color-scheme", "value": value}]}
+    )
     if driver.current_url.startswith("http"):
-        driver.execute_script("try { localStorage.removeItem('theme'); } catch (e) {} document.documentElement.removeAttribute('data-theme');")
+        driver.execute_script(
+            "try { localStorage.removeItem('theme'); } catch (e) {} document.documentElement.removeAttribute('data-theme');"
+        )
 
 
 @contextmanager
 def phone(driver, width: int = 375, height: int = 812):
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True}
+    )
     driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
     try:
         yield
@@ -68,7 +76,9 @@ def phone(driver, width: int = 375, height: int = 812):
 
 
 def background_luminance(driver) -> float:
-    rgb = driver.execute_script("var c = getComputedStyle(document.body).backgroundColor.match(/\\d+(\\.\\d+)?/g).map(Number); return c.slice(0, 3);")
+    rgb = driver.execute_script(
+        "var c = getComputedStyle(document.body).backgroundColor.match(/\\d+(\\.\\d+)?/g).map(Number); return c.slice(0, 3);"
+    )
 
     def lin(c):
         c /= 255
@@ -91,12 +101,17 @@ def requests_get_json(url: str) -> dict:
 
 def first_option_slug(driver, listbox_id: str) -> str:
     """Read in one script call: the list may be re-rendered between two WebDriver calls."""
-    href = driver.execute_script(f"var o = document.querySelector('#{listbox_id} [role=option]'); return o ? o.href : '';")
+    href = driver.execute_script(
+        f"var o = document.querySelector('#{listbox_id} [role=option]'); return o ? o.href : '';"
+    )
     return urlsplit(href).path.rsplit("/", 1)[-1] if href else ""
 
 
 def result_slugs(driver) -> list[str]:
-    return [a.get_attribute("href").rsplit("/", 1)[-1] for a in driver.find_elements(By.CSS_SELECTOR, "#results .result-title a")]
+    return [
+        a.get_attribute("href").rsplit("/", 1)[-1]
+        for a in driver.find_elements(By.CSS_SELECTOR, "#results .result-title a")
+    ]
 
 
 def live_results(driver, listbox_id: str, q: str, at_least: int = 1, what: str = "live results"):
@@ -148,7 +163,9 @@ def test_typing_a_query_shows_results_without_a_page_load(browser, live_server):
     box = browser.find_element(By.ID, "hero-q")
     mark_page(browser)
     box.send_keys("can I use the BNF in the PSA")
-    opts = live_results(browser, "hero-q-list", "can I use the BNF in the PSA", 2, "live results under the home search box")
+    opts = live_results(
+        browser, "hero-q-list", "can I use the BNF in the PSA", 2, "live results under the home search box"
+    )
     assert first_option_slug(browser, "hero-q-list") == api_first(live_server, "can I use the BNF in the PSA")
     assert any("/guides/psa-bnf-and-resources" in o.get_attribute("href") for o in opts[:3])
     assert box.get_attribute("aria-expanded") == "true"
@@ -192,7 +209,11 @@ def test_typing_fast_sends_one_request_and_drops_stale_ones(browser, live_server
     expected = api_first(live_server, "rota and pay")
     try:
         type_into(browser, box, "what is a DOPS")
-        wait_for(browser, lambda d: any("DOPS" in s["url"] for s in d.execute_script("return window.__searches")), "the DOPS query to be sent")
+        wait_for(
+            browser,
+            lambda d: any("DOPS" in s["url"] for s in d.execute_script("return window.__searches")),
+            "the DOPS query to be sent",
+        )
         type_into(browser, box, "rota and pay")
         live_results(browser, "q-list", "rota and pay", what="results for the newest query")
         assert first_option_slug(browser, "q-list") == expected
@@ -226,7 +247,9 @@ def test_skip_link_is_the_first_stop_and_moves_focus_to_the_content(browser, liv
     skip = browser.switch_to.active_element
     assert skip.get_attribute("class") == "skip-link" and skip.is_displayed() and skip.rect["y"] >= 0
     skip.send_keys(Keys.ENTER)
-    wait_for(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "main", "focus to move to the main content")
+    wait_for(
+        browser, lambda d: d.switch_to.active_element.get_attribute("id") == "main", "focus to move to the main content"
+    )
 
 
 def test_keyboard_selection_opens_the_right_section(browser, live_server):
@@ -259,7 +282,11 @@ def test_keyboard_selection_opens_the_right_section(browser, live_server):
     # the words the search matched (acronyms expanded) travel with the link to be highlighted
     assert parse_qs(here.query)["h"] == parse_qs(target.query)["h"] and "resit" in parse_qs(here.query)["h"][0]
     heading = browser.find_element(By.ID, unquote(target.fragment))
-    wait_for(browser, lambda d: 0 <= heading.rect["y"] - d.execute_script("return window.scrollY") < 250, "the section to be scrolled into view")
+    wait_for(
+        browser,
+        lambda d: 0 <= heading.rect["y"] - d.execute_script("return window.scrollY") < 250,
+        "the section to be scrolled into view",
+    )
     assert browser.find_elements(By.CSS_SELECTOR, "#guide-body mark"), "the searched words are highlighted"
 
 
@@ -283,7 +310,11 @@ def test_results_page_updates_live_and_the_url_follows(browser, live_server):
     mark_page(browser)
     box = browser.find_element(By.ID, "page-q")
     type_into(browser, box, "horus vs turas")
-    wait_for(browser, lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == ["horus vs turas"], "the URL to carry the new query")
+    wait_for(
+        browser,
+        lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == ["horus vs turas"],
+        "the URL to carry the new query",
+    )
     shown = result_slugs(browser)
     assert shown[0] == api_first(live_server, "horus vs turas") and "horus-and-turas-eportfolio" in shown[:3]
     assert browser.find_element(By.ID, "search-heading").text == "Results for “horus vs turas”"
@@ -312,10 +343,17 @@ def test_topic_filter_updates_results_in_place(browser, live_server):
     from selenium.webdriver.support.ui import Select
 
     Select(browser.find_element(By.ID, "f-category")).select_by_value("ukmla")
-    wait_for(browser, lambda d: parse_qs(urlsplit(d.current_url).query).get("category") == ["ukmla"], "the URL to carry the topic")
     wait_for(
         browser,
-        lambda d: (links := d.find_elements(By.CSS_SELECTOR, "#results .result-meta")) and all(el.text == "UKMLA" for el in links),
+        lambda d: parse_qs(urlsplit(d.current_url).query).get("category") == ["ukmla"],
+        "the URL to carry the topic",
+    )
+    wait_for(
+        browser,
+        lambda d: (
+            (links := d.find_elements(By.CSS_SELECTOR, "#results .result-meta"))
+            and all(el.text == "UKMLA" for el in links)
+        ),
         "only UKMLA guides",
     )
     assert same_page(browser)
@@ -357,7 +395,11 @@ def test_the_answer_card_leads_the_results_and_opens_the_passage(browser, live_s
         f"//*[@id='guide-body']//*[contains(normalize-space(.), {json.dumps(first_words)})][not(*[contains(normalize-space(.), {json.dumps(first_words)})])]",
     )
     top = browser.execute_script("return window.scrollY")
-    wait_for(browser, lambda d: abs(passage.rect["y"] - d.execute_script("return window.scrollY")) < 900, "the passage to be in view")
+    wait_for(
+        browser,
+        lambda d: abs(passage.rect["y"] - d.execute_script("return window.scrollY")) < 900,
+        "the passage to be in view",
+    )
     assert heading.rect["y"] <= passage.rect["y"] and top >= 0
     shot(browser, "answer-passage-opened", full_page=False)
 
@@ -370,7 +412,9 @@ def test_the_answer_comes_first_in_the_as_you_type_list(browser, live_server):
     answer = opts[0]
     assert "lr-answer" in answer.get_attribute("class") and answer.text.lower().startswith("answer")
     # its accessible name is its visible text: "Answer:", the passage, then the guide and section
-    assert answer.get_attribute("aria-label") is None and browser.execute_script("return arguments[0].textContent", answer).startswith("Answer: ")
+    assert answer.get_attribute("aria-label") is None and browser.execute_script(
+        "return arguments[0].textContent", answer
+    ).startswith("Answer: ")
     box.send_keys(Keys.ARROW_DOWN)
     assert box.get_attribute("aria-activedescendant") == answer.get_attribute("id")
     shot(browser, "answer-live-light", full_page=False)
@@ -435,7 +479,9 @@ def test_guide_page_light(browser, live_server):
     time.sleep(0.3)
     top = browser.execute_script("return arguments[0].getBoundingClientRect().top", toc)
     assert 0 <= top < 200, top
-    assert browser.find_elements(By.CSS_SELECTOR, ".toc a[aria-current='true']"), "the contents mark the section being read"
+    assert browser.find_elements(By.CSS_SELECTOR, ".toc a[aria-current='true']"), (
+        "the contents mark the section being read"
+    )
     # related guides: nearest neighbours, never the guide itself
     related = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, ".related a")]
     assert related and not any(h.endswith("/guides/psa-format-and-sections") for h in related)
@@ -456,7 +502,9 @@ def test_glossary_terms_have_keyboard_tooltips(browser, live_server):
 def test_section_links_can_be_copied(browser, live_server):
     load(browser, live_server + "/guides/psa-format-and-sections")
     origin = live_server
-    browser.execute_cdp_cmd("Browser.grantPermissions", {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}
+    )
     button = browser.find_element(By.CSS_SELECTOR, "#guide-body .anchor-link")
     anchor = button.get_attribute("data-anchor")
     assert button.get_attribute("aria-label").startswith("Copy link to section: ")
@@ -464,7 +512,9 @@ def test_section_links_can_be_copied(browser, live_server):
     button.click()
     wait_for(browser, lambda d: button.text == "Copied", "the copy confirmation")
     assert urlsplit(browser.current_url).fragment == anchor
-    copied = browser.execute_async_script("var done = arguments[0]; navigator.clipboard.readText().then(done, function (e) { done('ERR ' + e); });")
+    copied = browser.execute_async_script(
+        "var done = arguments[0]; navigator.clipboard.readText().then(done, function (e) { done('ERR ' + e); });"
+    )
     assert copied == f"{live_server}/guides/psa-format-and-sections#{anchor}"
 
 
@@ -509,7 +559,10 @@ def test_out_of_date_cycle_shows_a_banner(browser, live_server, site_app):
 def test_print_styles_show_only_the_guide(browser, live_server):
     load(browser, live_server + "/guides/psa-format-and-sections")
     # printed from a phone in dark mode, a guide still prints black on white
-    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print", "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"media": "print", "features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+    )
     try:
         assert background_luminance(browser) > 0.95
         assert browser.execute_script("return getComputedStyle(document.body).color") == "rgb(0, 0, 0)"
@@ -519,7 +572,9 @@ def test_print_styles_show_only_the_guide(browser, live_server):
         )
         assert hidden == ["none"] * 4
         assert browser.find_element(By.ID, "sources-heading").is_displayed()
-        after = browser.execute_script("return getComputedStyle(document.querySelector('.sources a'), '::after').content")
+        after = browser.execute_script(
+            "return getComputedStyle(document.querySelector('.sources a'), '::after').content"
+        )
         assert "http" in after, "printed sources show their addresses"
     finally:
         scheme(browser, "light")
@@ -593,7 +648,10 @@ def test_without_javascript_the_search_form_still_works(browser_nojs, live_serve
     # the guide's contents are open and its glossary terms keep their native title
     load(browser_nojs, live_server + "/guides/psa-format-and-sections")
     assert browser_nojs.find_element(By.CSS_SELECTOR, "details[data-toc]").get_attribute("open") is not None
-    assert browser_nojs.find_element(By.CSS_SELECTOR, "#guide-body abbr").get_attribute("title") == "Prescribing Safety Assessment"
+    assert (
+        browser_nojs.find_element(By.CSS_SELECTOR, "#guide-body abbr").get_attribute("title")
+        == "Prescribing Safety Assessment"
+    )
     shot(browser_nojs, "nojs-guide", full_page=False)
 
 
@@ -650,7 +708,9 @@ def test_axe_finds_no_serious_or_critical_violations(browser, live_server, page,
 def test_axe_reports_what_it_should(browser, live_server):
     """The check above can fail: an image without alternative text on the page is a critical violation."""
     load(browser, live_server + "/")
-    browser.execute_script("var img = document.createElement('img'); img.src = '/static/favicon.svg'; document.querySelector('main').appendChild(img);")
+    browser.execute_script(
+        "var img = document.createElement('img'); img.src = '/static/favicon.svg'; document.querySelector('main').appendChild(img);"
+    )
     ids = {(v["id"], v["impact"]) for v in run_axe(browser)["violations"]}
     assert ("image-alt", "critical") in ids
 
@@ -672,7 +732,15 @@ def test_axe_with_the_live_results_open(browser, live_server, theme):
 def test_pages_log_no_script_errors_or_csp_violations(browser, live_server):
     """The CSP forbids inline script and style: a template or script that breaks it shows up in the console."""
     browser.get_log("browser")  # drop what earlier tests left
-    for path in ["/", "/search?q=SJT", "/guides/psa-format-and-sections?h=PSA+marks", "/guides", "/tags", "/categories/psa", "/guides/no-such-guide"]:
+    for path in [
+        "/",
+        "/search?q=SJT",
+        "/guides/psa-format-and-sections?h=PSA+marks",
+        "/guides",
+        "/tags",
+        "/categories/psa",
+        "/guides/no-such-guide",
+    ]:
         load(browser, live_server + path)
         if path == "/guides/psa-format-and-sections?h=PSA+marks":
             browser.find_element(By.ID, "q").send_keys("SJT")
