@@ -14,11 +14,18 @@ import click
 from flask.cli import AppGroup
 
 from kb import clock, config
-from kb.bert_numpy import BuildEncoder
-from kb.build import BUILD_COMMAND, GRACE_SECONDS, build_index, index_status
-from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+from kb.engines.bert_numpy import BuildEncoder
+from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.errors import ConfigError, ContentError, KBError
-from kb.validate import DUPLICATE_THRESHOLD, CheckOptions, changed_files, check_content, default_base, format_report
+from kb.index.build import BUILD_COMMAND, GRACE_SECONDS, build_index, index_status
+from kb.tools.validate import (
+    DUPLICATE_THRESHOLD,
+    CheckOptions,
+    changed_files,
+    check_content,
+    default_base,
+    format_report,
+)
 
 
 def _settings() -> dict:
@@ -315,7 +322,7 @@ def _verify(content_dir, index_dir, model, as_json):
 
     Exit status: 0 healthy and up to date, 1 missing or damaged, 2 healthy but behind the content.
     """
-    from kb.verify import verify_index
+    from kb.tools.verify import verify_index
 
     s = _settings()
     v = verify_index(index_dir or s["KB_INDEX_DIR"], content_dir or s["KB_CONTENT_DIR"], model or s["KB_MODEL"])
@@ -419,11 +426,11 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
 def unanswered_section(settings: dict, rows: list[dict], limit: int) -> tuple[list[dict], str]:
     """Group the unanswered questions with the site's own model and find each group's closest guide in the
     live index; without a model or an index it still groups by wording and says what is missing."""
-    from kb.gaps import gap_report
+    from kb.tools.gaps import gap_report
 
     if not rows:
         return [], ""
-    from kb.search import Searcher
+    from kb.search.pipeline import Searcher
 
     embedder = SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"])
     searcher = Searcher(settings["KB_INDEX_DIR"], embedder)
@@ -457,7 +464,7 @@ def unanswered_section(settings: dict, rows: list[dict], limit: int) -> tuple[li
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def report_cmd(days, limit, as_json):
     """Content gaps: top, zero-result and unclicked queries, never-clicked guides, negative feedback."""
-    from kb.content import load_guides
+    from kb.content.guide import load_guides
     from kb.store import Store, database_url, redact_url
 
     s = _settings()

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from kb import clock
-from kb.build import index_status
-from kb.content import Guide, Taxonomy, guide_paths, load_guides
-from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+from kb.content.glossary import Glossary
+from kb.content.guide import Guide, Taxonomy, guide_paths, load_guides
+from kb.content.render import Rendered, render_markdown
+from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.errors import ContentError, KBError, NotFoundError, Problem, QueryError
-from kb.glossary import Glossary
-from kb.render import Rendered, render_markdown
-from kb.search import MODES, Searcher, SearchResponse
+from kb.index.build import index_status
+from kb.search.pipeline import MODES, Searcher, SearchResponse
 
 log = logging.getLogger(__name__)
 

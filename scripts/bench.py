@@ -4,8 +4,8 @@
     python scripts/bench.py            # the full run (about 10-15 minutes on 2 cores); writes docs/BENCHMARKS.md
     python scripts/bench.py --quick    # a small smoke run (about 2 minutes); prints only
 
-Every figure goes through the project's own code paths: `kb.build.build_index` and
-`kb.build.build_from_chunks` make the index generations, `kb.search.Searcher` answers the
+Every figure goes through the project's own code paths: `kb.index.build.build_index` and
+`kb.index.build.build_from_chunks` make the index generations, `kb.search.pipeline.Searcher` answers the
 in-process queries, and the HTTP figures come from the production server configuration
 (`gunicorn -c gunicorn.conf.py 'app:create_app()'`). How each corpus is made is printed with it.
 """
@@ -42,12 +42,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from kb.build import build_from_chunks, build_index, read_chunks  # noqa: E402
-from kb.chunking import MAX_CHARS, Chunk, _split, chunk_guide  # noqa: E402
-from kb.content import load_guides  # noqa: E402
-from kb.glossary import Glossary  # noqa: E402
-from kb.render import render_markdown  # noqa: E402
-from kb.search import Searcher  # noqa: E402
+from kb.content.chunking import MAX_CHARS, Chunk, _split, chunk_guide  # noqa: E402
+from kb.content.glossary import Glossary  # noqa: E402
+from kb.content.guide import load_guides  # noqa: E402
+from kb.content.render import render_markdown  # noqa: E402
+from kb.index.build import build_from_chunks, build_index, read_chunks  # noqa: E402
+from kb.search.pipeline import Searcher  # noqa: E402
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Performance"
@@ -575,7 +575,7 @@ def bench_incremental(
     }
     if command:
         if encoder:
-            from kb.embedding import ENCODERS_DIR
+            from kb.engines.embedding import ENCODERS_DIR
 
             shutil.copytree(encoder, index / ENCODERS_DIR / Path(encoder).name, dirs_exist_ok=True)
         cmd_runs: list[float] = []
@@ -1005,7 +1005,11 @@ def render(results: dict) -> str:
             lines.append(
                 f"Queries: {qinfo['n']} distinct, {qinfo['recipe']}; each timed {qinfo['passes']} times, per-query median, then p50/p95 across queries."
             )
-        lines += ["", "How each corpus was made (`kb.build.build_from_chunks`, then `kb.search.Searcher`):", ""]
+        lines += [
+            "",
+            "How each corpus was made (`kb.index.build.build_from_chunks`, then `kb.search.pipeline.Searcher`):",
+            "",
+        ]
         for r in results["queries"]:
             lines.append(
                 f"- {r['size']:,} chunks: {r['recipe']}. Index written in {r['index_build_s']:.1f} s; first query (loading it) {r['first_query_s'] * 1000:.0f} ms."
@@ -1179,7 +1183,7 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     started = time.perf_counter()
     if embedder is None:
-        from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+        from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 
         # as the server and the build command make it: queries through the model's ONNX export
         embedder = SentenceTransformerEmbedder(onnx_dir=ROOT / "index" / ENCODERS_DIR)
@@ -1229,7 +1233,7 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
             build_index(content, build_index_dir, embedder, full=True)
         guide_vectors = None
         if build_index_dir is not None:
-            from kb.build import current_path
+            from kb.index.build import current_path
 
             gen = current_path(build_index_dir)
             assert gen is not None
@@ -1279,7 +1283,7 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
             http_pool = http_queries(gq)
             encoder = results.get("query_encoder", {}).get("folder")
             if encoder:
-                from kb.embedding import ENCODERS_DIR
+                from kb.engines.embedding import ENCODERS_DIR
 
                 shutil.copytree(encoder, build_index_dir / ENCODERS_DIR / Path(encoder).name, dirs_exist_ok=True)
             results["http"] = bench_http(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Worst-case cost of hostile guides: every place a guide is read, at and just over kb.content's limits.
+"""Worst-case cost of hostile guides: every place a guide is read, at and just over kb.content.guide's limits.
 
     python scripts/bench_hostile_guides.py               # every case (a few minutes on 2 cores)
     python scripts/bench_hostile_guides.py brackets-16 yaml-aliases   # named cases only
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb import content as kc  # noqa: E402
+from kb.content import guide as kc  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "content"
 ROOM = kc.MAX_GUIDE_BYTES - 1_000  # body bytes that fit beside the front matter
@@ -209,12 +209,12 @@ def case_text(name: str) -> str:
 
 def child(name: str, folder: str) -> None:
     """Run in a child process: time each reader on the guide and print one JSON line."""
-    from kb.chunking import chunk_guide
-    from kb.content import load_guides
+    from kb.content.chunking import chunk_guide
+    from kb.content.glossary import Glossary
+    from kb.content.guide import load_guides
+    from kb.content.render import render_markdown
     from kb.errors import KBError
-    from kb.glossary import Glossary
-    from kb.render import render_markdown
-    from kb.validate import CheckOptions, check_content
+    from kb.tools.validate import CheckOptions, check_content
 
     content = Path(folder)
     out: dict = {"case": name, "bytes": len((content / "psa" / "hostile-guide.md").read_bytes())}

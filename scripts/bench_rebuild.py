@@ -77,11 +77,11 @@ def bench_encoders(content: Path) -> None:
     """Encode one guide's chunks with numpy (one BLAS thread and the default), and sentence-transformers."""
     from threadpoolctl import threadpool_limits
 
-    from kb.bert_numpy import NumpyBertEncoder
-    from kb.chunking import chunk_guide
-    from kb.content import load_guides
-    from kb.embedding import SentenceTransformerEmbedder, resolve_model
-    from kb.render import render_markdown
+    from kb.content.chunking import chunk_guide
+    from kb.content.guide import load_guides
+    from kb.content.render import render_markdown
+    from kb.engines.bert_numpy import NumpyBertEncoder
+    from kb.engines.embedding import SentenceTransformerEmbedder, resolve_model
 
     guides, _ = load_guides(content)
     guide = next(g for g in guides if f"{g.category}/{g.slug}.md" == GUIDE)
@@ -120,8 +120,8 @@ def main() -> int:
         bench_encoders(Path(args.content))
         return 0
 
-    from kb.bert_numpy import BuildEncoder
-    from kb.build import build_index
+    from kb.engines.bert_numpy import BuildEncoder
+    from kb.index.build import build_index
 
     work = Path(tempfile.mkdtemp(prefix="tya-bench-rebuild-"))
     content, index = work / "content", work / "index"

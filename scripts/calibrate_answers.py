@@ -22,10 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import click  # noqa: E402
 
-from kb import answer  # noqa: E402
-from kb.embedding import SentenceTransformerEmbedder  # noqa: E402
-from kb.evaluation import DEFAULT_QUERIES, DEFAULT_UNANSWERABLE, load_judgements, load_unanswerable, phrase_in  # noqa: E402
-from kb.search import Searcher  # noqa: E402
+from kb.engines.embedding import SentenceTransformerEmbedder  # noqa: E402
+from kb.search import answer  # noqa: E402
+from kb.search.pipeline import Searcher  # noqa: E402
+from kb.tools.evaluation import DEFAULT_QUERIES, DEFAULT_UNANSWERABLE, load_judgements, load_unanswerable, phrase_in  # noqa: E402
 
 
 def signals(searcher: Searcher, query: str) -> list[dict]:
@@ -100,7 +100,7 @@ def main(index_dir):
     weight, answered_at, related_at = best[1]
     click.echo(f"chosen on the tuning half: SEMANTIC_WEIGHT={weight} ANSWERED_AT={answered_at} RELATED_AT={related_at}")
     now = (answer.SEMANTIC_WEIGHT, answer.ANSWERED_AT, answer.RELATED_AT)
-    click.echo(f"in kb/answer.py now:       SEMANTIC_WEIGHT={now[0]} ANSWERED_AT={now[1]} RELATED_AT={now[2]}")
+    click.echo(f"in kb/search/answer.py now:       SEMANTIC_WEIGHT={now[0]} ANSWERED_AT={now[1]} RELATED_AT={now[2]}")
     for name, part in (("tune", tune), ("test", test)):
         m = measure(part, *best[1])
         click.echo(f"{name:<5} ({len(part)} queries): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))

@@ -27,9 +27,16 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from kb import config  # noqa: E402
-from kb.content import guide_paths  # noqa: E402
-from kb.embedding import SentenceTransformerEmbedder  # noqa: E402
-from kb.validate import DUPLICATE_THRESHOLD, MIN_DUPLICATE_CHARS, Section, SectionVectors, read_source, sections_of  # noqa: E402
+from kb.content.guide import guide_paths  # noqa: E402
+from kb.engines.embedding import SentenceTransformerEmbedder  # noqa: E402
+from kb.tools.validate import (  # noqa: E402
+    DUPLICATE_THRESHOLD,
+    MIN_DUPLICATE_CHARS,
+    Section,
+    SectionVectors,
+    read_source,
+    sections_of,
+)
 
 # Everyday rewording a contributor might do to a pasted section.
 SYNONYMS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from kb.evaluation import main  # noqa: E402
+from kb.tools.evaluation import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ import click  # noqa: E402
 from kb import clock  # noqa: E402
 from kb.cli import env_settings  # noqa: E402
 from kb.errors import KBError  # noqa: E402
-from kb.scaffold import default_summary, new_guide  # noqa: E402
+from kb.tools.scaffold import default_summary, new_guide  # noqa: E402
 
 
 def _source(value: str) -> tuple[str, str]:

@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from app import create_app  # noqa: E402
-from kb.build import build_index  # noqa: E402
-from kb.embedding import SentenceTransformerEmbedder  # noqa: E402
+from kb.engines.embedding import SentenceTransformerEmbedder  # noqa: E402
+from kb.index.build import build_index  # noqa: E402
 from tests.fakes import HashEmbedder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

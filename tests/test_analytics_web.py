@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from app import create_app
-from kb.build import build_index
+from kb.index.build import build_index
 from tests.fakes import HashEmbedder
 
 IP = "203.0.113.77"

@@ -1,4 +1,4 @@
-"""kb.answer: the passage that answers, the coverage verdict and the deep link, each testable alone."""
+"""kb.search.answer: the passage that answers, the coverage verdict and the deep link, each testable alone."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kb.answer import (
+from kb.engines.keyword_index import analyse
+from kb.search.answer import (
     Wanted,
     assess,
     best_passage,
@@ -17,7 +18,6 @@ from kb.answer import (
     sentences,
     verdict_for,
 )
-from kb.keyword_index import analyse
 
 TEXT = (
     "The PSA is a two-hour online exam. It has 60 items in eight sections, worth 200 marks in total.\n"

@@ -12,7 +12,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from kb.build import build_index
+from kb.index.build import build_index
 from tests.conftest import FIXTURE_CONTENT, ROOT
 from tests.fakes import HashEmbedder
 

@@ -1,4 +1,4 @@
-"""kb.bert_numpy: the numpy forward pass reproduces the packaged all-MiniLM-L6-v2 exactly."""
+"""kb.engines.bert_numpy: the numpy forward pass reproduces the packaged all-MiniLM-L6-v2 exactly."""
 
 import json
 import shutil
@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from kb.bert_numpy import BuildEncoder, NumpyBertEncoder, UnsupportedModel
-from kb.build import build_index
-from kb.chunking import chunk_guide
-from kb.content import load_guides
-from kb.embedding import resolve_model
-from kb.render import render_markdown
+from kb.content.chunking import chunk_guide
+from kb.content.guide import load_guides
+from kb.content.render import render_markdown
+from kb.engines.bert_numpy import BuildEncoder, NumpyBertEncoder, UnsupportedModel
+from kb.engines.embedding import resolve_model
+from kb.index.build import build_index
 from tests.conftest import FIXTURE_CONTENT
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""kb.build with a fake encoder: generations, atomic swap, incremental reuse, failures."""
+"""kb.index.build with a fake encoder: generations, atomic swap, incremental reuse, failures."""
 
 import hashlib
 import json
@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from kb.build import build_index, current_path, index_status
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError
-from kb.search import Searcher
+from kb.index.build import build_index, current_path, index_status
+from kb.search.pipeline import Searcher
 from tests.conftest import MALFORMED
 
 
@@ -189,20 +189,20 @@ def test_reverting_an_edit_is_free(content_copy, tmp_path, fake_embedder):
 
 
 def test_only_changed_guides_are_rendered_again(content_copy, tmp_path, fake_embedder, monkeypatch):
-    import kb.build
+    import kb.index.build
 
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
     rendered = []
-    real = kb.build.render_markdown
+    real = kb.index.build.render_markdown
     monkeypatch.setattr(
-        kb.build, "render_markdown", lambda body, *a, **k: rendered.append(body[:30]) or real(body, *a, **k)
+        kb.index.build, "render_markdown", lambda body, *a, **k: rendered.append(body[:30]) or real(body, *a, **k)
     )
     edit(content_copy / "psa" / "psa-resits.md", "two resits", "two resit sittings")
     build_index(content_copy, index, fake_embedder)
     assert len(rendered) == 1
     # a change to the chunking code (another fingerprint) re-chunks every guide
-    monkeypatch.setattr(kb.build, "CHUNKER_FINGERPRINT", "something-else")
+    monkeypatch.setattr(kb.index.build, "CHUNKER_FINGERPRINT", "something-else")
     rendered.clear()
     build_index(content_copy, index, fake_embedder, force=True)
     assert len(rendered) == 5
@@ -226,7 +226,7 @@ def test_interrupt_after_embedding_keeps_previous_index_and_the_work(content_cop
 
 
 def test_disk_full_while_writing_keeps_previous_index(content_copy, tmp_path, fake_embedder, monkeypatch):
-    import kb.build
+    import kb.index.build
 
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
@@ -237,7 +237,7 @@ def test_disk_full_while_writing_keeps_previous_index(content_copy, tmp_path, fa
         seen.append(path.parent.name)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(kb.build.vector_index, "build", full_disk)
+    monkeypatch.setattr(kb.index.build.vector_index, "build", full_disk)
     with pytest.raises(OSError):
         build_index(content_copy, index, fake_embedder, force=True)
     assert seen and seen[0].startswith(".tmp-")  # it failed midway through writing the new generation
@@ -268,7 +268,7 @@ def test_retired_generation_is_kept_for_a_grace_period(content_copy, tmp_path, f
 
 
 def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, tmp_path, fake_embedder):
-    from kb.build import FORMAT_VERSION
+    from kb.index.build import FORMAT_VERSION
 
     index = tmp_path / "index"
     first = build_index(content_copy, index, fake_embedder)
@@ -290,9 +290,9 @@ def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, t
 def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(
     content_copy, tmp_path, fake_embedder, monkeypatch
 ):
-    import kb.spelling
-    from kb.build import VOCABULARY_FILE
-    from kb.spelling import Vocabulary, section_text
+    import kb.engines.spelling
+    from kb.engines.spelling import Vocabulary, section_text
+    from kb.index.build import VOCABULARY_FILE
 
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
@@ -303,11 +303,11 @@ def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(
     chunks = searcher.generation().chunks
     counted = Vocabulary(section_text(c.title, c.heading_path, c.text) for c in chunks)
 
-    class NoCounting:  # any counting of section words goes through kb.spelling's word pattern
+    class NoCounting:  # any counting of section words goes through kb.engines.spelling's word pattern
         def findall(self, text):
             raise AssertionError("the server counted the words itself")
 
-    monkeypatch.setattr(kb.spelling, "WORD_RE", NoCounting())
+    monkeypatch.setattr(kb.engines.spelling, "WORD_RE", NoCounting())
     searcher = Searcher(index, fake_embedder)
     stored = searcher.generation().vocabulary
     assert stored.counts == counted.counts and stored.lowercase_words == counted.lowercase_words
@@ -316,11 +316,11 @@ def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(
 
 
 def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fake_embedder, monkeypatch):
-    import kb.glossary
-    from kb.build import SHORT_FORMS_FILE
-    from kb.glossary import Glossary, short_forms
-    from kb.keyword_index import analyse
-    from kb.spelling import section_text
+    import kb.content.glossary
+    from kb.content.glossary import Glossary, short_forms
+    from kb.engines.keyword_index import analyse
+    from kb.engines.spelling import section_text
+    from kb.index.build import SHORT_FORMS_FILE
 
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
@@ -334,11 +334,11 @@ def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fak
     )
     assert found[("prescribing", "safety")].term == "PSA"  # the fixture guides write the name out in full twice
 
-    class NoScanning:  # finding short forms splits every section with kb.glossary's word pattern
+    class NoScanning:  # finding short forms splits every section with kb.content.glossary's word pattern
         def findall(self, text):
             raise AssertionError("the server read every section to find short forms")
 
-    monkeypatch.setattr(kb.glossary, "WORD_RE", NoScanning())
+    monkeypatch.setattr(kb.content.glossary, "WORD_RE", NoScanning())
     loaded = Searcher(index, fake_embedder).generation()
     assert {k: t.term for k, (t, kind) in loaded._forms.items() if kind == "short"} == {
         k: t.term
@@ -351,7 +351,7 @@ def test_a_build_killed_between_rename_and_swap_does_not_displace_the_previous_g
     content_copy, tmp_path, fake_embedder, monkeypatch
 ):
     """The new generation is in place but `current` never moved to it: it is debris, not "the previous generation"."""
-    from kb.verify import verify_index
+    from kb.tools.verify import verify_index
 
     index = tmp_path / "index"
     first = build_index(content_copy, index, fake_embedder, grace=0).generation
@@ -379,7 +379,7 @@ def test_a_build_killed_between_rename_and_swap_does_not_displace_the_previous_g
 
 def test_a_rolled_back_current_keeps_the_newer_generation(content_copy, tmp_path, fake_embedder):
     """Pointing `current` back at an older generation by hand is not a killed build: nothing is taken for debris."""
-    from kb.build import debris
+    from kb.index.build import debris
 
     index = tmp_path / "index"
     first = build_index(content_copy, index, fake_embedder, grace=0).generation

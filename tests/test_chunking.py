@@ -1,8 +1,8 @@
-"""kb.chunking: one chunk per heading, stable ids, long sections split by paragraph."""
+"""kb.content.chunking: one chunk per heading, stable ids, long sections split by paragraph."""
 
-from kb.chunking import chunk_guide, plain_text
-from kb.content import load_guides
-from kb.render import render_markdown
+from kb.content.chunking import chunk_guide, plain_text
+from kb.content.guide import load_guides
+from kb.content.render import render_markdown
 from tests.conftest import FIXTURE_CONTENT
 
 

@@ -1,10 +1,10 @@
-"""kb.content: front matter schema, line numbers, every problem reported at once."""
+"""kb.content.guide: front matter schema, line numbers, every problem reported at once."""
 
 import datetime as dt
 
 import pytest
 
-from kb.content import load_guides, load_guides_strict
+from kb.content.guide import load_guides, load_guides_strict
 from kb.errors import ContentError
 from tests.conftest import FIXTURE_CONTENT, MALFORMED
 

@@ -1,4 +1,4 @@
-"""kb.embedding: the ONNX query encoder gives the model's own vectors, and search survives without it."""
+"""kb.engines.embedding: the ONNX query encoder gives the model's own vectors, and search survives without it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from kb.embedding import SentenceTransformerEmbedder
+from kb.engines.embedding import SentenceTransformerEmbedder
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def test_disagreeing_export_is_refused(exported, tmp_path, real_embedder):
 
 def test_server_process_answers_queries_without_importing_torch(exported):
     code = (
-        "import sys; from kb.embedding import SentenceTransformerEmbedder as E; "
+        "import sys; from kb.engines.embedding import SentenceTransformerEmbedder as E; "
         f"e = E(onnx_dir={str(exported)!r}); v = e.encode_query('psa resit'); "
         "print(e.query_backend, len(v), 'torch' in sys.modules)"
     )

@@ -1,8 +1,8 @@
-"""kb.embedding_cache: vectors keyed by (model, text hash), atomic saves, pruning, damage tolerated."""
+"""kb.engines.embedding_cache: vectors keyed by (model, text hash), atomic saves, pruning, damage tolerated."""
 
 import numpy as np
 
-from kb.embedding_cache import KEEP_UNUSED_BUILDS, EmbeddingCache, cache_path
+from kb.engines.embedding_cache import KEEP_UNUSED_BUILDS, EmbeddingCache, cache_path
 
 
 def vec(*values):

@@ -1,4 +1,4 @@
-"""kb.evaluation: metrics, the labelled query file, BEIR folders turned into guides (fast, no real model)."""
+"""kb.tools.evaluation: metrics, the labelled query file, BEIR folders turned into guides (fast, no real model)."""
 
 import json
 import math
@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from kb.build import build_index
-from kb.chunking import chunk_guide
-from kb.content import load_guides
+from kb.content.chunking import chunk_guide
+from kb.content.guide import load_guides
+from kb.content.render import render_markdown
 from kb.errors import ContentError
-from kb.evaluation import (
+from kb.index.build import build_index
+from kb.search.pipeline import Searcher
+from kb.tools.evaluation import (
     DEFAULT_QUERIES,
     Judged,
     beir_slug,
@@ -25,8 +27,6 @@ from kb.evaluation import (
     recall_at_k,
     score_query,
 )
-from kb.render import render_markdown
-from kb.search import Searcher
 from tests.conftest import content_today
 
 ROOT = Path(__file__).resolve().parent.parent

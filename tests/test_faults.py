@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from kb.build import build_index, current_path
 from kb.errors import ContentError
+from kb.index.build import build_index, current_path
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
 
@@ -284,17 +284,19 @@ def test_broken_generation_is_rechecked_at_most_once_per_interval(site, caplog):
     searcher.invalidate()
     (live(index) / "vectors.faiss").unlink()
     client = app.test_client()
-    with caplog.at_level(logging.ERROR, logger="kb.search"):
+    with caplog.at_level(logging.ERROR, logger="kb.search.pipeline"):
         for _ in range(5):
             assert client.get("/api/search?q=psa").status_code == 503
-    loads = [r for r in caplog.records if r.name == "kb.search" and "cannot load index generation" in r.getMessage()]
+    loads = [
+        r for r in caplog.records if r.name == "kb.search.pipeline" and "cannot load index generation" in r.getMessage()
+    ]
     assert len(loads) == 1
     build_index(content, index, embedder)  # a new generation is picked up at once, interval or not
     search_ok(client)
 
 
 def test_index_status_reports_damage_so_make_run_rebuilds(site):
-    from kb.build import index_status
+    from kb.index.build import index_status
 
     _, content, index, _ = site
     assert index_status(content, index).built

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from kb.content import Taxonomy, load_guides
+from kb.content.glossary import Glossary
+from kb.content.guide import Taxonomy, load_guides
+from kb.content.render import render_markdown
 from kb.errors import ContentError
-from kb.glossary import Glossary
-from kb.render import render_markdown
 from tests.test_security import XSS_VECTORS, active_markup
 
 pytestmark = pytest.mark.slow

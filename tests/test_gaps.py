@@ -1,10 +1,10 @@
-"""kb.gaps: unanswered questions grouped when they ask the same thing, ranked by demand, with a way to start the guide."""
+"""kb.tools.gaps: unanswered questions grouped when they ask the same thing, ranked by demand, with a way to start the guide."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from kb.gaps import gap_report, group_questions, scaffold_command, text_key
+from kb.tools.gaps import gap_report, group_questions, scaffold_command, text_key
 from tests.fakes import HashEmbedder
 
 

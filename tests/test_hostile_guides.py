@@ -15,12 +15,12 @@ import markdown
 import pytest
 
 from app import create_app
-from kb import content as kc
-from kb.build import build_index
-from kb.content import load_guides
+from kb.content import guide as kc
+from kb.content.guide import load_guides
+from kb.content.render import render_markdown
 from kb.errors import ContentError, RenderError
-from kb.render import render_markdown
-from kb.validate import CheckOptions, check_content
+from kb.index.build import build_index
+from kb.tools.validate import CheckOptions, check_content
 from tests.conftest import FIXTURE_CONTENT, ROOT
 from tests.fakes import HashEmbedder
 

@@ -1,4 +1,4 @@
-"""kb.keyword_index: the numpy BM25F scorer returns exactly what whoosh's own matchers return."""
+"""kb.engines.keyword_index: the numpy BM25F scorer returns exactly what whoosh's own matchers return."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from whoosh import query as Q
 
-from kb import keyword_index
-from kb.chunking import chunk_guide
-from kb.content import load_guides
-from kb.keyword_index import POSTINGS_FILE, KeywordIndex, KeywordQuery, PostingsScorer, analyse
-from kb.render import render_markdown
+from kb.content.chunking import chunk_guide
+from kb.content.guide import load_guides
+from kb.content.render import render_markdown
+from kb.engines import keyword_index
+from kb.engines.keyword_index import POSTINGS_FILE, KeywordIndex, KeywordQuery, PostingsScorer, analyse
 from tests.conftest import content_today
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from app import create_app
-from kb.build import build_index
+from kb.index.build import build_index
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
 

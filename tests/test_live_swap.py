@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from app import create_app
-from kb.build import build_index, current_path
+from kb.index.build import build_index, current_path
 from tests.conftest import ROOT
 from tests.fakes import HashEmbedder
 
@@ -216,7 +216,7 @@ def test_losing_the_live_generation_is_503_on_every_request_not_now_and_then(swa
     import shutil
 
     from kb.errors import IndexNotBuiltError
-    from kb.search import Searcher
+    from kb.search.pipeline import Searcher
 
     content, index, embedder, tmp = swap_site
     searcher = Searcher(index, embedder, reload_interval=3600)

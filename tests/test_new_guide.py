@@ -1,4 +1,4 @@
-"""scripts/new_guide.py and kb.scaffold: a correctly named guide with complete front matter and prompts."""
+"""scripts/new_guide.py and kb.tools.scaffold: a correctly named guide with complete front matter and prompts."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kb.content import FM_RE, load_guides
-from kb.scaffold import ScaffoldError, new_guide, slugify
-from kb.validate import CheckOptions, check_content
+from kb.content.guide import FM_RE, load_guides
+from kb.tools.scaffold import ScaffoldError, new_guide, slugify
+from kb.tools.validate import CheckOptions, check_content
 from tests.conftest import ROOT, content_today
 
 TODAY = content_today()  # the real guides are current on this day, whatever the machine's calendar says

@@ -13,9 +13,9 @@ import re
 import pytest
 
 from app import create_app
-from kb.build import build_index
-from kb.evaluation import DEFAULT_QUERIES, evaluate, load_judgements
-from kb.search import Searcher
+from kb.index.build import build_index
+from kb.search.pipeline import Searcher
+from kb.tools.evaluation import DEFAULT_QUERIES, evaluate, load_judgements
 from tests.conftest import ROOT, content_today
 
 pytestmark = pytest.mark.slow

@@ -1,13 +1,13 @@
-"""kb.render: sanitising, anchors, table of contents, glossary tooltips."""
+"""kb.content.render: sanitising, anchors, table of contents, glossary tooltips."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from kb import render
-from kb.glossary import Glossary
-from kb.render import PAGE_IDS, render_markdown
+from kb.content import render
+from kb.content.glossary import Glossary
+from kb.content.render import PAGE_IDS, render_markdown
 from tests.conftest import FIXTURE_CONTENT
 
 XSS = [
@@ -86,7 +86,7 @@ def test_glossary_abbr_tooltips():
 
 def test_page_ids_cover_every_id_the_templates_use():
     """A guide element may not take an id the page around it uses; PAGE_IDS must list them all."""
-    templates = Path(render.__file__).parent / "web" / "templates"
+    templates = Path(render.__file__).parents[1] / "web" / "templates"
     ids: set[str] = set()
     for path in templates.glob("*.html"):
         text = path.read_text(encoding="utf-8")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from kb.build import BUILD_COMMAND, build_index, current_path
-from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
-from kb.verify import verify_index
+from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+from kb.index.build import BUILD_COMMAND, build_index, current_path
+from kb.tools.verify import verify_index
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
 
@@ -238,7 +238,7 @@ def test_an_answer_card_from_a_guide_gone_from_the_content_folder_is_dropped(sit
     """The card links into a guide, so it goes with that guide's results when the guide is gone."""
     import dataclasses
 
-    from kb.answer import Answer
+    from kb.search.answer import Answer
 
     content, index = site
     kb = make_app(content, index).extensions["kb"]
@@ -289,8 +289,8 @@ def test_stray_encoder_exports_are_reported_and_removed_by_the_next_build(site):
 
 
 def test_an_export_in_progress_is_not_mistaken_for_a_leftover(site):
-    from kb.build import debris
-    from kb.embedding import export_lock
+    from kb.engines.embedding import export_lock
+    from kb.index.build import debris
 
     content, index = site
     with export_lock(index / ENCODERS_DIR):
@@ -317,7 +317,7 @@ def test_truncated_onnx_export_is_detected_and_the_plain_build_exports_it_again(
     real_export, fixture_index, tmp_path, monkeypatch
 ):
     import kb.cli
-    import kb.embedding
+    import kb.engines.embedding
 
     index = tmp_path / "index"
     shutil.copytree(fixture_index, index, symlinks=True)
@@ -336,7 +336,7 @@ def test_truncated_onnx_export_is_detected_and_the_plain_build_exports_it_again(
         for name in ("model.onnx", "tokenizer.json", "meta.json"):
             shutil.copy(real_export / name, tmp / name)
 
-    monkeypatch.setattr(kb.embedding.SentenceTransformerEmbedder, "_write_export", export)
+    monkeypatch.setattr(kb.engines.embedding.SentenceTransformerEmbedder, "_write_export", export)
     code = kb.cli.run_build(str(FIXTURE_CONTENT), str(index), model, False, False, True, False)
     assert code == 0
     assert (folder / "model.onnx").stat().st_size == (real_export / "model.onnx").stat().st_size

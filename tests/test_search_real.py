@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kb.embedding import CANONICAL_NAME
-from kb.search import Searcher
+from kb.engines.embedding import CANONICAL_NAME
+from kb.search.pipeline import Searcher
 
 pytestmark = pytest.mark.slow
 

@@ -1,12 +1,21 @@
-"""kb.search pure parts: fusion, query parsing, snippets, grouping, parameter checks."""
+"""kb.search.pipeline pure parts: fusion, query parsing, snippets, grouping, parameter checks."""
 
 import shutil
 
 import pytest
 
-from kb.build import build_index
 from kb.errors import QueryError
-from kb.search import Hit, Searcher, Unit, group_hits, make_snippet, parse_query, reciprocal_rank_fusion, rewrite_query
+from kb.index.build import build_index
+from kb.search.pipeline import (
+    Hit,
+    Searcher,
+    Unit,
+    group_hits,
+    make_snippet,
+    parse_query,
+    reciprocal_rank_fusion,
+    rewrite_query,
+)
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
 

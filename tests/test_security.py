@@ -19,11 +19,11 @@ import pytest
 import yaml
 from markupsafe import escape
 
-import kb.content
+import kb.content.guide
 from app import create_app
-from kb.build import build_index
-from kb.content import load_guides
-from kb.render import render_markdown
+from kb.content.guide import load_guides
+from kb.content.render import render_markdown
+from kb.index.build import build_index
 from tests.conftest import FIXTURE_CONTENT, ROOT
 from tests.fakes import HashEmbedder
 
@@ -318,7 +318,7 @@ def hostile(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         # The loader refuses javascript:, data: and other link schemes (tests/test_hostile_guides.py);
         # let those vectors through here to prove the renderer neutralises them even so.
-        mp.setattr(kb.content, "scheme_problems", lambda *args: [])
+        mp.setattr(kb.content.guide, "scheme_problems", lambda *args: [])
         guides, problems = load_guides(content)
         assert [p.format() for p in problems if p.level == "error"] == []
         index = root / "index"

@@ -1,8 +1,8 @@
-"""kb.spelling: suggestions from an index vocabulary by OSA distance and frequency."""
+"""kb.engines.spelling: suggestions from an index vocabulary by OSA distance and frequency."""
 
 import pytest
 
-from kb.spelling import Vocabulary, max_distance
+from kb.engines.spelling import Vocabulary, max_distance
 
 TEXTS = [
     "The Prescribing Safety Assessment is a prescribing exam.",

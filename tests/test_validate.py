@@ -1,4 +1,4 @@
-"""kb.validate and scripts/validate_content.py: every check located as path:line:col, scope, formats, CI."""
+"""kb.tools.validate and scripts/validate_content.py: every check located as path:line:col, scope, formats, CI."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from app import create_app
 from kb.cli import check_main
-from kb.validate import CheckOptions, changed_files, check_content, format_report, github_annotation
+from kb.tools.validate import CheckOptions, changed_files, check_content, format_report, github_annotation
 from tests.conftest import FIXTURE_CONTENT, ROOT, content_today
 from tests.fakes import HashEmbedder
 

@@ -1,4 +1,4 @@
-"""kb.verify, `flask kb verify` and scripts/verify_index.py: what is checked and what to run."""
+"""kb.tools.verify, `flask kb verify` and scripts/verify_index.py: what is checked and what to run."""
 
 import json
 import subprocess
@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from kb.build import build_index, current_path
-from kb.verify import verify_index
+from kb.index.build import build_index, current_path
+from kb.tools.verify import verify_index
 from tests.conftest import ROOT
 
 FAKE_MODEL = "test/hash-embedder"
@@ -97,7 +97,7 @@ def test_leftovers_and_cache_disagreement_are_warnings(built, fake_embedder):
     (index / ".tmp-20260101T000000000000Z").mkdir()
     v = verify_index(index, content, FAKE_MODEL)
     assert v.exit_code == 0 and statuses(v)["leftovers"] == "warn" and "interrupted build" in v.format()
-    from kb.embedding_cache import EmbeddingCache
+    from kb.engines.embedding_cache import EmbeddingCache
 
     cache = EmbeddingCache.load(index, fake_embedder.name)
     keys = list(cache._row)

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 import pytest
 
 from app import create_app
-from kb.build import build_index
+from kb.index.build import build_index
 from tests.conftest import FIXTURE_CONTENT
 
 pytestmark = pytest.mark.slow

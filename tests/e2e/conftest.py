@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from kb.build import build_index
+from kb.index.build import build_index
 from tests.conftest import ROOT, content_today
 
 # belt and braces: Selenium is handed both paths below, and Selenium Manager must never fetch a driver or browser

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from kb.chunking import Chunk
+from kb.content.chunking import Chunk
 from kb.errors import ContentError, Problem
 
 K = 10
 BEIR_CATEGORY = "corpus"
 BEIR_TAG = "beir"
-TITLE_MAX, SUMMARY_MAX = 120, 300  # the guide schema's limits (kb/content.py)
+TITLE_MAX, SUMMARY_MAX = 120, 300  # the guide schema's limits (kb/content/guide.py)
 
 
 @dataclass(frozen=True)
@@ -497,7 +497,7 @@ def answer_summary(
 
 # ---- the command behind scripts/eval_search.py --------------------------------------------------------
 MODE_ORDER = ("keyword", "semantic", "hybrid")
-DEFAULT_QUERIES = Path(__file__).resolve().parent.parent / "tests" / "relevance" / "student_queries.yml"
+DEFAULT_QUERIES = Path(__file__).resolve().parents[2] / "tests" / "relevance" / "student_queries.yml"
 DEFAULT_UNANSWERABLE = DEFAULT_QUERIES.parent / "unanswerable.yml"
 
 
@@ -562,10 +562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tempfile
 
     from kb import config
-    from kb.build import build_index, index_status
-    from kb.embedding import SentenceTransformerEmbedder
+    from kb.engines.embedding import SentenceTransformerEmbedder
     from kb.errors import KBError
-    from kb.search import Searcher
+    from kb.index.build import build_index, index_status
+    from kb.search.pipeline import Searcher
 
     parser = argparse.ArgumentParser(
         prog="eval_search.py",

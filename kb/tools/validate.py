@@ -1,6 +1,6 @@
 """Content checks beyond the schema: structure, links, glossary, staleness and near-duplicate sections.
 
-`check_content` = every problem `kb.content.load_guides` finds (front matter, slugs, titles) plus
+`check_content` = every problem `kb.content.guide.load_guides` finds (front matter, slugs, titles) plus
 the checks below, each located as `path:line:col` with a hint on how to fix it.
 """
 
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from kb import clock
-from kb.chunking import MAX_CHARS, _split, plain_text
-from kb.content import (
+from kb.content.chunking import MAX_CHARS, _split, plain_text
+from kb.content.glossary import Glossary
+from kb.content.guide import (
     FM_RE,
     LINK_RE,
     REF_DEF_RE,
@@ -39,9 +40,8 @@ from kb.content import (
     mask_markdown,
     read_text,
 )
+from kb.content.render import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, PAGE_IDS, RENDER_HINT, URL_SCHEMES, render_markdown
 from kb.errors import ContentError, KBError, Problem, RenderError
-from kb.glossary import Glossary
-from kb.render import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, PAGE_IDS, RENDER_HINT, URL_SCHEMES, render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ RAW_ATTR_RE = re.compile(r"([^\s=/>\"']+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s\"'>]
 ATTR_LIST_RE = re.compile(r"\{:?([^{}\n]*)\}")
 ATTR_LIST_ID_RE = re.compile(r"(?:^|\s)(?:#|id=[\"']?)([^\s\"'}]+)")
 
-WEB_STATIC = Path(__file__).resolve().parent / "web" / "static"
+WEB_STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 
 @dataclass(frozen=True)
@@ -1144,7 +1144,7 @@ def check_content(
             }
             try:
                 if embedder is None:
-                    from kb.embedding import SentenceTransformerEmbedder
+                    from kb.engines.embedding import SentenceTransformerEmbedder
 
                     embedder = SentenceTransformerEmbedder()
                 vectors = SectionVectors(embedder, Path(cache_dir) if cache_dir else None)

@@ -21,7 +21,7 @@ from whoosh.codec import whoosh3
 from whoosh.fields import ID, KEYWORD, TEXT, Schema
 from whoosh.query.qcore import _NullQuery
 
-from kb.chunking import Chunk
+from kb.content.chunking import Chunk
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from markdown.extensions.toc import slugify as _markdown_slugify
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import AtomicString
 
+from kb.content.glossary import Glossary
 from kb.errors import RenderError
-from kb.glossary import Glossary
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ PAGE_IDS = frozenset(
         "toc-title",
     }
 )
-# Seconds one render may take. The limits kb.content checks first keep the worst guide they allow
+# Seconds one render may take. The limits kb.content.guide checks first keep the worst guide they allow
 # to about two seconds (scripts/bench_hostile_guides.py); the budget is the backstop for a pattern
 # they miss, so a page answers 503 instead of holding a worker until it is killed.
 RENDER_BUDGET_SECONDS = 5.0
@@ -264,7 +264,7 @@ def _time_budget(seconds: float | None) -> Iterator[None]:
 
     A SIGALRM timer, so only in the main thread with no other timer running: the CLI tools, the
     tests and gunicorn's sync workers. Elsewhere (a threaded development server) only the limits
-    kb.content checks bound the time.
+    kb.content.guide checks bound the time.
     """
     usable = (
         seconds is not None

@@ -16,8 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.answer import Answer, Coverage, Wanted, assess
-from kb.build import (
+from kb.content.chunking import Chunk
+from kb.content.glossary import WORD_RE, Glossary, Term
+from kb.engines.keyword_index import KeywordIndex, KeywordQuery, analyse, stem
+from kb.engines.spelling import MIN_LENGTH, Vocabulary
+from kb.engines.vector_index import VectorIndex
+from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
+from kb.index.build import (
     BUILD_COMMAND,
     SHORT_FORMS_FILE,
     VOCABULARY_FILE,
@@ -27,12 +32,7 @@ from kb.build import (
     read_chunks,
     read_manifest,
 )
-from kb.chunking import Chunk
-from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
-from kb.glossary import WORD_RE, Glossary, Term
-from kb.keyword_index import KeywordIndex, KeywordQuery, analyse, stem
-from kb.spelling import MIN_LENGTH, Vocabulary
-from kb.vector_index import VectorIndex
+from kb.search.answer import Answer, Coverage, Wanted, assess
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ class Generation:
                     key = tuple(w.casefold() for w in WORD_RE.findall(name))
                     if key:
                         self._forms.setdefault(key, (t, kind))
-        for key, t in short.items():  # clear short forms of long names (kb.glossary.short_forms)
+        for key, t in short.items():  # clear short forms of long names (kb.content.glossary.short_forms)
             self._forms.setdefault(key, (t, "short"))
         self._longest_form = max((len(k) for k in self._forms), default=0)
         self._heading_cache: dict[str, tuple[frozenset[str], frozenset[str]]] = {}

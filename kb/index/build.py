@@ -7,7 +7,7 @@ Layout of the index folder:
                          vocabulary.json, short_forms.json
     index/.tmp-<stamp>/  a build in progress; never read by a server
     index/cache/         embedding cache: vectors keyed by (model, chunk text hash)
-    index/encoders/      the model's ONNX export for queries (kb.embedding), one folder per model
+    index/encoders/      the model's ONNX export for queries (kb.engines.embedding), one folder per model
 
 A build that fails or is killed leaves `current` untouched; the next build removes its debris.
 """
@@ -30,15 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kb import keyword_index, vector_index
-from kb.chunking import MAX_CHARS, Chunk, chunk_guide
-from kb.content import Guide, load_guides
-from kb.embedding import ENCODERS_DIR, Embedder, export_debris, sha256_file
-from kb.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
+from kb.content.chunking import MAX_CHARS, Chunk, chunk_guide
+from kb.content.glossary import Glossary, short_forms
+from kb.content.guide import Guide, load_guides
+from kb.content.render import RENDER_HINT, render_markdown
+from kb.engines import keyword_index, vector_index
+from kb.engines.embedding import ENCODERS_DIR, Embedder, export_debris, sha256_file
+from kb.engines.embedding_cache import CACHE_DIR, EmbeddingCache, cache_path
+from kb.engines.spelling import Vocabulary, section_text
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError, KBError, Problem, RenderError
-from kb.glossary import Glossary, short_forms
-from kb.render import RENDER_HINT, render_markdown
-from kb.spelling import Vocabulary, section_text
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ BUILD_COMMAND = "python scripts/build_index.py"
 # Chunks of an unchanged guide are copied from the live generation only if the code that makes
 # them is byte-identical; any edit to parsing, rendering or chunking re-chunks every guide.
 CHUNKER_FINGERPRINT = hashlib.sha256(
-    b"".join((Path(__file__).parent / name).read_bytes() for name in ("content.py", "render.py", "chunking.py"))
+    b"".join(
+        (Path(__file__).parents[1] / "content" / name).read_bytes() for name in ("guide.py", "render.py", "chunking.py")
+    )
 ).hexdigest()[:16]
 # A retired generation stays on disk this long, for servers finishing requests on it (see _cleanup).
 GRACE_SECONDS = 30.0

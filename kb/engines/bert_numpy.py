@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.embedding import SentenceTransformerEmbedder, resolve_model
+from kb.engines.embedding import SentenceTransformerEmbedder, resolve_model
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kb.keyword_index import analyse
+from kb.engines.keyword_index import analyse
 
 # Two questions whose embeddings are at least this close ask the same thing ("night shift survival f1" and
 # "surviving night shifts as an f1": 0.79). Measured: no two of the 85 different questions in

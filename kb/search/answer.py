@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from kb.keyword_index import analyse, stem
+from kb.engines.keyword_index import analyse, stem
 
 VERDICTS = ("answered", "related", "not_covered")
 

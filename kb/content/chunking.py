@@ -6,8 +6,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from kb.content import Guide
-from kb.render import Rendered
+from kb.content.guide import Guide
+from kb.content.render import Rendered
 
 MAX_CHARS = 1200
 HEADING_RE = re.compile(r"^(#{2,6})[ \t]+(.+)$")
@@ -74,7 +74,7 @@ class Chunk:
 
 
 # Linear-time forms of the obvious patterns (a guide is hostile input): links, images and footnotes
-# stop at a blank line, so with kb.content's per-paragraph bracket limit each '[' costs at most a
+# stop at a blank line, so with kb.content.guide's per-paragraph bracket limit each '[' costs at most a
 # short scan; runs of blank lines are collapsed first, so '^\s*' never crosses more than one; the
 # table-rule pattern is checked a line at a time with possessive quantifiers (no backtracking).
 _IN_PARAGRAPH = r"(?:[^\n]|\n(?![ \t]*\n))"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kb import clock
-from kb.content import FM_RE, SLUG_RE, Taxonomy, is_home_page, load_guides
+from kb.content.guide import FM_RE, SLUG_RE, Taxonomy, is_home_page, load_guides
 from kb.errors import KBError
 
 TEMPLATE = "_template.md"

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.build import (
+from kb.content.glossary import Glossary
+from kb.content.guide import load_guides
+from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder, export_problem, resolve_model
+from kb.engines.embedding_cache import EmbeddingCache, cache_path
+from kb.errors import ContentError, KBError
+from kb.index.build import (
     BUILD_COMMAND,
     CURRENT,
     content_hash,
@@ -20,11 +25,6 @@ from kb.build import (
     read_manifest,
     sha256_file,
 )
-from kb.content import load_guides
-from kb.embedding import ENCODERS_DIR, SentenceTransformerEmbedder, export_problem, resolve_model
-from kb.embedding_cache import EmbeddingCache, cache_path
-from kb.errors import ContentError, KBError
-from kb.glossary import Glossary
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 FULL_COMMAND = f"{BUILD_COMMAND} --full"
@@ -208,8 +208,8 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
         try:
             chunks = read_chunks(gen)
             vectors = np.load(gen / "vectors.npy", mmap_mode="r")
-            from kb.keyword_index import KeywordIndex
-            from kb.vector_index import VectorIndex
+            from kb.engines.keyword_index import KeywordIndex
+            from kb.engines.vector_index import VectorIndex
 
             faiss_index = VectorIndex(gen / "vectors.faiss")
             keyword = KeywordIndex(gen / "whoosh")
@@ -266,7 +266,7 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
 
     if not broken:
         try:
-            from kb.search import Generation
+            from kb.search.pipeline import Generation
 
             Generation(gen, model_name).close()
             v.add("loads", OK, "the server can load this generation")

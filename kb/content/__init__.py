@@ -1,0 +1,1 @@
+"""Guides: one parse (front matter, headings, anchors, sections), rendering, chunking, glossary."""

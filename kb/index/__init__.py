@@ -1,0 +1,1 @@
+"""The write pipeline's end: an index generation, its format, build, swap and retirement."""

@@ -1,0 +1,1 @@
+"""Tools over the library: validate (contributors), verify (maintainers), evaluation, scaffold, gaps."""
