@@ -18,7 +18,7 @@ from kb.content.guide import Guide, Taxonomy, guide_paths, load_guides
 from kb.content.render import Rendered, render_markdown
 from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.errors import ContentError, KBError, NotFoundError, Problem, QueryError
-from kb.index.build import index_status
+from kb.index.generation import index_status
 from kb.search.pipeline import MODES, Searcher, SearchResponse
 
 log = logging.getLogger(__name__)
