@@ -241,6 +241,7 @@ def read_vectors(generation: Path, *, mmap: bool = True) -> np.ndarray:
 
 
 def open_vectors(generation: Path) -> VectorIndex:
+    """The generation's FAISS index, memory-mapped read-only."""
     return VectorIndex(generation / FAISS_FILE)
 
 
