@@ -17,7 +17,8 @@ from kb import clock, config
 from kb.engines.bert_numpy import BuildEncoder
 from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.errors import ConfigError, ContentError, KBError
-from kb.index.build import BUILD_COMMAND, GRACE_SECONDS, build_index, index_status
+from kb.index.build import build_index
+from kb.index.generation import BUILD_COMMAND, GRACE_SECONDS, index_status
 from kb.tools.validate import (
     DUPLICATE_THRESHOLD,
     CheckOptions,

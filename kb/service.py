@@ -18,7 +18,7 @@ from kb.content.guide import Guide, Taxonomy, guide_paths, load_guides
 from kb.content.render import Rendered, render_markdown
 from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
 from kb.errors import ContentError, KBError, NotFoundError, Problem, QueryError
-from kb.index.build import index_status
+from kb.index.generation import ContentHashes, content_hashes, index_status
 from kb.search.pipeline import MODES, Searcher, SearchResponse
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ class Library:
         self._lock = threading.Lock()
         self._render_cache: dict[tuple[str, str], Rendered] = {}
 
-    def _fingerprint(self) -> tuple:
+    def fingerprint(self) -> tuple:
+        """Path, mtime and size of every guide, the glossary and the taxonomy: changes whenever any of them does."""
         items = []
         for p in [*guide_paths(self.content_dir), self.content_dir / "glossary.yml", self.content_dir / "taxonomy.yml"]:
             try:
@@ -63,7 +64,7 @@ class Library:
             return snap
         with self._lock:
             self._checked = now
-            fp = self._fingerprint()
+            fp = self.fingerprint()
             if self._snap is not None and self._snap.fingerprint == fp:
                 return self._snap
             problems: list[Problem] = []
@@ -122,6 +123,8 @@ class KnowledgeBase:
             max_query_length=settings["KB_MAX_QUERY_LENGTH"],
             max_limit=settings["KB_MAX_LIMIT"],
         )
+        # (content fingerprint, day) -> the content's hashes: /healthz re-reads guides only after an edit
+        self._hashes: tuple[tuple, ContentHashes] | None = None
 
     # ---- parameters shared by the HTML page and the JSON API ----------------------------------
     def search_params(self, args) -> dict[str, Any]:
@@ -185,13 +188,8 @@ class KnowledgeBase:
         out: dict[str, Any] = {"ok": True, "model": self.embedder.name, "guides": len(self.library.snapshot().guides)}
         try:
             gen = self.searcher.generation()
-            out.update(
-                generation=gen.name,
-                chunks=len(gen.chunks),
-                built_at=gen.manifest.get("built_at"),
-                index_model=gen.manifest.get("model"),
-            )
-            st = index_status(self.content_dir, self.index_dir, today=self.today())
+            out.update(generation=gen.name, chunks=len(gen.chunks), built_at=gen.built_at, index_model=gen.model)
+            st = index_status(self.content_dir, self.index_dir, content=self._content_hashes)
             out["search_behind_content"] = st.stale
         except KBError as exc:  # a broken index: the same plain message a search gets
             out.update(ok=False, error=exc.message)
@@ -199,6 +197,23 @@ class KnowledgeBase:
             log.exception("health check failed")
             out.update(ok=False, error="the search index could not be checked; the server log says why")
         return out
+
+    def _content_hashes(self) -> ContentHashes:
+        """The content folder's hashes, read again only when a file's path, size or mtime (or the day) changed."""
+        # taken before reading, so an edit made during the read is seen on the next call
+        key = (self.library.fingerprint(), self.today())
+        cached = self._hashes
+        if cached is None or cached[0] != key:
+            cached = self._hashes = (key, content_hashes(self.content_dir, key[1]))
+        return cached[1]
+
+    def search_behind(self, guide: Guide) -> bool:
+        """True when the live index holds another version of this guide (edited since the last build), or none."""
+        try:
+            indexed = self.searcher.generation().guides
+        except Exception:  # no usable index: search cannot find this guide at all
+            return True
+        return indexed.get(guide.slug) != guide.content_hash
 
     def warm_up(self) -> None:
         """Load the model and the live index now (server start), so the first student waits for nothing."""

@@ -46,7 +46,8 @@ from kb.content.chunking import MAX_CHARS, Chunk, _split, chunk_guide  # noqa: E
 from kb.content.glossary import Glossary  # noqa: E402
 from kb.content.guide import load_guides  # noqa: E402
 from kb.content.render import render_markdown  # noqa: E402
-from kb.index.build import build_from_chunks, build_index, read_chunks  # noqa: E402
+from kb.index.build import build_from_chunks, build_index  # noqa: E402
+from kb.index.generation import current_path, read_chunks, read_vectors  # noqa: E402
 from kb.search.pipeline import Searcher  # noqa: E402
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -1233,12 +1234,10 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
             build_index(content, build_index_dir, embedder, full=True)
         guide_vectors = None
         if build_index_dir is not None:
-            from kb.index.build import current_path
-
             gen = current_path(build_index_dir)
             assert gen is not None
             built = read_chunks(gen)
-            guide_vectors = np.load(gen / "vectors.npy")
+            guide_vectors = read_vectors(gen, mmap=False)
             assert [c.id for c in built] == [c.id for c in guide_chunks]
         gq = guide_queries(guide_chunks)
         if "queries" in sections:

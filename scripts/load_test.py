@@ -326,7 +326,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as one line of JSON at the end")
     args = parser.parse_args()
 
-    from kb.index.build import index_status
+    from kb.index.generation import index_status
 
     st = index_status(args.content, args.index)
     if not st.built or st.stale:

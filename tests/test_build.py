@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError
-from kb.index.build import build_index, current_path, index_status
+from kb.index.build import build_index
+from kb.index.generation import current_path, index_status
 from kb.search.pipeline import Searcher
 from tests.conftest import MALFORMED
 
@@ -226,7 +227,7 @@ def test_interrupt_after_embedding_keeps_previous_index_and_the_work(content_cop
 
 
 def test_disk_full_while_writing_keeps_previous_index(content_copy, tmp_path, fake_embedder, monkeypatch):
-    import kb.index.build
+    import kb.index.generation
 
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
@@ -237,7 +238,7 @@ def test_disk_full_while_writing_keeps_previous_index(content_copy, tmp_path, fa
         seen.append(path.parent.name)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(kb.index.build.vector_index, "build", full_disk)
+    monkeypatch.setattr(kb.index.generation.vector_index, "build", full_disk)
     with pytest.raises(OSError):
         build_index(content_copy, index, fake_embedder, force=True)
     assert seen and seen[0].startswith(".tmp-")  # it failed midway through writing the new generation
@@ -268,7 +269,7 @@ def test_retired_generation_is_kept_for_a_grace_period(content_copy, tmp_path, f
 
 
 def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, tmp_path, fake_embedder):
-    from kb.index.build import FORMAT_VERSION
+    from kb.index.generation import FORMAT_VERSION
 
     index = tmp_path / "index"
     first = build_index(content_copy, index, fake_embedder)
@@ -292,7 +293,7 @@ def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(
 ):
     import kb.engines.spelling
     from kb.engines.spelling import Vocabulary, section_text
-    from kb.index.build import VOCABULARY_FILE
+    from kb.index.generation import VOCABULARY_FILE
 
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
@@ -320,7 +321,7 @@ def test_glossary_short_forms_are_found_by_the_build(content_copy, tmp_path, fak
     from kb.content.glossary import Glossary, short_forms
     from kb.engines.keyword_index import analyse
     from kb.engines.spelling import section_text
-    from kb.index.build import SHORT_FORMS_FILE
+    from kb.index.generation import SHORT_FORMS_FILE
 
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
@@ -379,7 +380,7 @@ def test_a_build_killed_between_rename_and_swap_does_not_displace_the_previous_g
 
 def test_a_rolled_back_current_keeps_the_newer_generation(content_copy, tmp_path, fake_embedder):
     """Pointing `current` back at an older generation by hand is not a killed build: nothing is taken for debris."""
-    from kb.index.build import debris
+    from kb.index.generation import debris
 
     index = tmp_path / "index"
     first = build_index(content_copy, index, fake_embedder, grace=0).generation

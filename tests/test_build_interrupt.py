@@ -11,7 +11,7 @@ import time
 import pytest
 
 from app import create_app
-from kb.index.build import current_path
+from kb.index.generation import current_path
 from tests.conftest import FIXTURE_CONTENT, ROOT, content_today
 
 pytestmark = pytest.mark.slow

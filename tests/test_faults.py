@@ -17,7 +17,8 @@ import pytest
 
 from app import create_app
 from kb.errors import ContentError
-from kb.index.build import build_index, current_path
+from kb.index.build import build_index
+from kb.index.generation import current_path
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
 
@@ -296,7 +297,7 @@ def test_broken_generation_is_rechecked_at_most_once_per_interval(site, caplog):
 
 
 def test_index_status_reports_damage_so_make_run_rebuilds(site):
-    from kb.index.build import index_status
+    from kb.index.generation import index_status
 
     _, content, index, _ = site
     assert index_status(content, index).built

@@ -67,3 +67,22 @@ def test_new_guide_without_an_index_shows_the_notice(tmp_path):
     )
     response = app.test_client().get("/guides/psa-exam-format")
     assert response.status_code == 200 and "Search has not caught up" in response.get_data(as_text=True)
+
+
+def test_healthz_hashes_the_guides_again_only_after_an_edit(preview, monkeypatch):
+    import kb.service
+
+    app, content, _, _ = preview
+    client = app.test_client()
+    reads = []
+    real = kb.service.content_hashes
+    monkeypatch.setattr(kb.service, "content_hashes", lambda *a, **k: reads.append(1) or real(*a, **k))
+
+    first, second = client.get("/healthz").get_json(), client.get("/healthz").get_json()
+    assert first["search_behind_content"] is False and second["search_behind_content"] is False
+    assert len(reads) == 1  # unchanged content: the second health check read no guide
+
+    with open(content / "psa" / "psa-exam-format.md", "a", encoding="utf-8") as fh:
+        fh.write(NEW_SECTION)
+    assert client.get("/healthz").get_json()["search_behind_content"] is True
+    assert len(reads) == 2

@@ -17,7 +17,8 @@ import urllib.request
 import pytest
 
 from app import create_app
-from kb.index.build import build_index, current_path
+from kb.index.build import build_index
+from kb.index.generation import current_path
 from tests.conftest import ROOT
 from tests.fakes import HashEmbedder
 

@@ -17,7 +17,8 @@ import pytest
 
 from app import create_app
 from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
-from kb.index.build import BUILD_COMMAND, build_index, current_path
+from kb.index.build import build_index
+from kb.index.generation import BUILD_COMMAND, current_path
 from kb.tools.verify import verify_index
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
@@ -290,7 +291,7 @@ def test_stray_encoder_exports_are_reported_and_removed_by_the_next_build(site):
 
 def test_an_export_in_progress_is_not_mistaken_for_a_leftover(site):
     from kb.engines.embedding import export_lock
-    from kb.index.build import debris
+    from kb.index.generation import debris
 
     content, index = site
     with export_lock(index / ENCODERS_DIR):

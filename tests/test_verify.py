@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from kb.index.build import build_index, current_path
+from kb.index.build import build_index
+from kb.index.generation import current_path
 from kb.tools.verify import verify_index
 from tests.conftest import ROOT
 

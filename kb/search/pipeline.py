@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import functools
 import html
-import json
 import logging
 import re
 import threading
@@ -17,21 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from kb.content.chunking import Chunk
-from kb.content.glossary import WORD_RE, Glossary, Term
-from kb.engines.keyword_index import KeywordIndex, KeywordQuery, analyse, stem
-from kb.engines.spelling import MIN_LENGTH, Vocabulary
-from kb.engines.vector_index import VectorIndex
+from kb.content.glossary import WORD_RE, Term
+from kb.engines.keyword_index import KeywordQuery, analyse, stem
+from kb.engines.spelling import MIN_LENGTH
 from kb.errors import IndexMismatchError, IndexNotBuiltError, KBError, QueryError
-from kb.index.build import (
-    BUILD_COMMAND,
-    SHORT_FORMS_FILE,
-    VOCABULARY_FILE,
-    check_files,
-    current_path,
-    current_problem,
-    read_chunks,
-    read_manifest,
-)
+from kb.index.generation import BUILD_COMMAND, IndexFiles, current_path, current_problem, has_manifest
 from kb.search.answer import Answer, Coverage, Wanted, assess
 
 log = logging.getLogger(__name__)
@@ -299,57 +288,16 @@ def make_snippet(text: str, terms: Sequence[str], width: int = 220) -> str:
     return ("… " if start > 0 else "") + snippet + (" …" if end < len(text) else "")
 
 
-class Generation:
-    """One loaded, immutable index generation. A request uses one generation from start to end."""
+class Generation(IndexFiles):
+    """One loaded, immutable index generation and the glossary forms query planning matches against it.
+
+    The files are opened and checked by kb.index.generation; what a query's words mean in this
+    generation's glossary (units, concept forms, heading terms) is the read pipeline's business.
+    A request uses one generation from start to end.
+    """
 
     def __init__(self, path: Path, model: str | None):
-        self.path = path
-        self.manifest = read_manifest(path)
-        self.name = self.manifest.get("generation", path.name)
-        if model is not None and self.manifest.get("model") != model:
-            raise IndexMismatchError(
-                f"the index was built with model '{self.manifest.get('model')}' but the site is configured for '{model}'; "
-                f"run `{BUILD_COMMAND} --full` to rebuild it with the configured model"
-            )
-        # every listed file present and matching its checksum before any parser sees it
-        stats = check_files(path, self.manifest)
-        try:
-            self.files = {**stats, "manifest.json": _stat(path / "manifest.json")}
-            self.chunks = read_chunks(path)
-            self.vectors = VectorIndex(path / "vectors.faiss")
-            self.keyword = KeywordIndex(path / "whoosh")
-            glossary_data = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
-            self.glossary = Glossary(
-                tuple(
-                    Term(**{**t, "aliases": tuple(t.get("aliases", ())), "synonyms": tuple(t.get("synonyms", ()))})
-                    for t in glossary_data
-                )
-            )
-            # counted and found by the build, so loading never reads every section's words
-            self.vocabulary = Vocabulary.from_dict(json.loads((path / VOCABULARY_FILE).read_text(encoding="utf-8")))
-            by_name = {t.term: t for t in self.glossary.terms}
-            short = {
-                tuple(str(w) for w in item["prefix"]): by_name[item["term"]]
-                for item in json.loads((path / SHORT_FORMS_FILE).read_text(encoding="utf-8"))
-            }
-        except KBError:
-            raise
-        except Exception as exc:
-            raise IndexNotBuiltError(
-                f"the index generation {path.name} is incomplete or corrupted ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`"
-            ) from exc
-        counts = self.manifest.get("counts", {})
-        if not (len(self.chunks) == self.vectors.count == self.keyword.doc_count() == counts.get("chunks")):
-            raise IndexNotBuiltError(
-                f"the index generation {path.name} is inconsistent (chunks {len(self.chunks)}, vectors {self.vectors.count}, "
-                f"keyword docs {self.keyword.doc_count()}, manifest {counts.get('chunks')}); run `{BUILD_COMMAND} --full`"
-            )
-        if self.vectors.dimension != self.manifest.get("dimension"):
-            raise IndexMismatchError(
-                f"vector dimension {self.vectors.dimension} differs from the manifest; run `{BUILD_COMMAND} --full`"
-            )
-        self.by_id = {c.id: c for c in self.chunks}
-        self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
+        super().__init__(path, model)
         # Every way of writing a glossary concept, as casefolded word sequences; exact forms
         # (term, alias, expansion) win over synonyms when two entries claim the same words.
         # value: (entry, kind) with kind "exact", "synonym" or "short" (a clear short form of a name)
@@ -360,20 +308,10 @@ class Generation:
                     key = tuple(w.casefold() for w in WORD_RE.findall(name))
                     if key:
                         self._forms.setdefault(key, (t, kind))
-        for key, t in short.items():  # clear short forms of long names (kb.content.glossary.short_forms)
+        for key, t in self.short_forms.items():
             self._forms.setdefault(key, (t, "short"))
         self._longest_form = max((len(k) for k in self._forms), default=0)
         self._heading_cache: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-
-    def close(self) -> None:
-        self.keyword.close()
-
-    def intact(self) -> bool:
-        """True while no file of this generation has been removed or replaced since it was loaded (stat only)."""
-        try:
-            return all(_stat(self.path / rel) == st for rel, st in self.files.items())
-        except OSError:
-            return False
 
     def _ambiguous(self, word: str, term: Term) -> bool:
         """A lowercase word that is also an ordinary word of the guides ("news", "tab") is not the acronym."""
@@ -428,19 +366,6 @@ class Generation:
             stems = frozenset(t for w in (*words, *names) for t in analyse(w))
             hit = self._heading_cache[c.id] = (stems, frozenset(t.term for t in terms), len(units))
         return hit
-
-    def expansions(self, pq: ParsedQuery) -> list[str]:
-        """The other exact names of the glossary concepts in the query (PSA <-> Prescribing Safety Assessment)."""
-        out: list[str] = []
-        for u in self.units(pq.words):
-            if u.term is not None:
-                out.extend(f for f in (u.term.expansion, u.term.term) if f.casefold() != u.text.casefold())
-        return list(dict.fromkeys(out))
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
 
 
 def _index_faults(method):
@@ -526,7 +451,7 @@ class Searcher:
                     "index generation %s changed on disk after loading (a file was removed or replaced)", self._gen.name
                 )
                 self._gen = None
-            if self._gen is not None and not (target / "manifest.json").exists():
+            if self._gen is not None and not has_manifest(target):
                 self._gen = None
             failed = self._failed
             if failed and failed[0] == target and now - failed[3] < self.reload_interval:

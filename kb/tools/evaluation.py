@@ -564,7 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kb import config
     from kb.engines.embedding import SentenceTransformerEmbedder
     from kb.errors import KBError
-    from kb.index.build import build_index, index_status
+    from kb.index.build import build_index
+    from kb.index.generation import index_status
     from kb.search.pipeline import Searcher
 
     parser = argparse.ArgumentParser(

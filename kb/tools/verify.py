@@ -9,21 +9,32 @@ from pathlib import Path
 
 import numpy as np
 
+from kb.content.chunking import Chunk
 from kb.content.glossary import Glossary
 from kb.content.guide import load_guides
 from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder, export_problem, resolve_model
 from kb.engines.embedding_cache import EmbeddingCache, cache_path
 from kb.errors import ContentError, KBError
-from kb.index.build import (
+from kb.index.generation import (
     BUILD_COMMAND,
+    CHUNKS_FILE,
     CURRENT,
+    FAISS_FILE,
+    KEYWORD_DIR,
+    MANIFEST_FILE,
+    VECTORS_FILE,
+    IndexFiles,
     content_hash,
     current_path,
     current_problem,
     debris,
+    file_problems,
+    open_keyword,
+    open_vectors,
     read_chunks,
     read_manifest,
-    sha256_file,
+    read_vectors,
+    unlisted_files,
 )
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -145,135 +156,19 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
     try:
         manifest = read_manifest(gen)
     except KBError as exc:
-        v.add("manifest", FAIL, f"{exc.message} ({gen / 'manifest.json'})")
+        v.add("manifest", FAIL, f"{exc.message} ({gen / MANIFEST_FILE})")
         v.command = FULL_COMMAND
         return v
-    counts = manifest.get("counts", {})
-    v.summary = (
-        f"{index_dir / CURRENT} -> {gen.name} (built {manifest.get('built_at', '?')}; {counts.get('guides', '?')} guides, "
-        f"{counts.get('chunks', '?')} chunks; {manifest.get('model')}, {manifest.get('dimension')} dimensions)"
-    )
-    broken = False
+    v.summary = _summary(index_dir, gen, manifest)
 
-    # model and dimension
-    if manifest.get("model") != model_name:
-        v.add(
-            "model",
-            FAIL,
-            f"index built with {manifest.get('model')!r}, the site is configured for {model_name!r} (KB_MODEL)",
-        )
-        broken = True
-    else:
-        v.add("model", OK, f"{model_name}, as configured")
-    expected_dim = _model_dimension(source) if source else None
-    if expected_dim is not None and manifest.get("dimension") != expected_dim:
-        v.add("dimension", FAIL, f"manifest says {manifest.get('dimension')}, the model gives {expected_dim}")
-        broken = True
-    elif expected_dim is not None:
-        v.add("dimension", OK, f"{expected_dim}, as the model gives")
-
-    # files and checksums
-    files: dict[str, str] = manifest.get("files") or {}
-    missing, altered = [], []
-    for rel, digest in files.items():
-        path = gen / rel
-        if not path.is_file():
-            missing.append(rel)
-        elif sha256_file(path) != digest:
-            altered.append(rel)
-    listed = set(files) | {"manifest.json"}
-    extra = sorted(
-        str(p.relative_to(gen))
-        for p in gen.rglob("*")
-        if p.is_file() and not p.name.endswith(".lock") and str(p.relative_to(gen)) not in listed
-    )
-    if not files:
-        v.add("files", FAIL, "the manifest lists no files")
-        broken = True
-    elif missing or altered:
-        parts = ([f"missing {_short(missing)}"] if missing else []) + (
-            [f"checksum mismatch in {_short(altered)}"] if altered else []
-        )
-        v.add("files", FAIL, "; ".join(parts))
-        broken = True
-    else:
-        v.add("files", OK, f"{len(files)} files present, every sha256 checksum matches")
-    if extra:
-        v.add("extra files", WARN, f"not in the manifest (ignored by the server): {_short(extra)}")
-
-    # counts: chunks, vectors, keyword documents, guides
-    n = counts.get("chunks")
-    chunks = []
-    if not broken:
-        try:
-            chunks = read_chunks(gen)
-            vectors = np.load(gen / "vectors.npy", mmap_mode="r")
-            from kb.engines.keyword_index import KeywordIndex
-            from kb.engines.vector_index import VectorIndex
-
-            faiss_index = VectorIndex(gen / "vectors.faiss")
-            keyword = KeywordIndex(gen / "whoosh")
-            try:
-                kw_docs = keyword.doc_count()
-            finally:
-                keyword.close()
-            found = {
-                "chunks.jsonl": len(chunks),
-                "vectors.npy": int(vectors.shape[0]),
-                "vectors.faiss": faiss_index.count,
-                "whoosh": kw_docs,
-            }
-            slugs = {c.slug for c in chunks}
-            dims = {int(vectors.shape[1]), faiss_index.dimension}
-            if any(x != n for x in found.values()):
-                v.add(
-                    "counts",
-                    FAIL,
-                    f"manifest says {n} chunks; found " + ", ".join(f"{k} {x}" for k, x in found.items()),
-                )
-                broken = True
-            elif len({c.id for c in chunks}) != len(chunks):
-                v.add("counts", FAIL, "chunk ids are not unique")
-                broken = True
-            elif slugs != set(manifest.get("guides", {})) or len(slugs) != counts.get("guides"):
-                v.add("counts", FAIL, f"manifest says {counts.get('guides')} guides; the chunks cover {len(slugs)}")
-                broken = True
-            elif dims != {manifest.get("dimension")}:
-                v.add(
-                    "counts",
-                    FAIL,
-                    f"vectors are {sorted(dims)}-dimensional, the manifest says {manifest.get('dimension')}",
-                )
-                broken = True
-            else:
-                norms = (
-                    np.linalg.norm(np.asarray(vectors[: min(len(vectors), 2000)], dtype=np.float32), axis=1)
-                    if len(vectors)
-                    else np.ones(1)
-                )
-                if not np.all(np.abs(norms - 1.0) < 1e-3):
-                    v.add("counts", FAIL, "some vectors are not unit length (damaged vectors.npy)")
-                    broken = True
-                else:
-                    v.add(
-                        "counts",
-                        OK,
-                        f"{n} chunks = {n} vectors (npy and faiss) = {n} keyword documents; {len(slugs)} guides",
-                    )
-        except Exception as exc:  # any parser failure is a damaged index, reported not raised
-            v.add("counts", FAIL, f"could not read the index files ({exc.__class__.__name__}: {str(exc)[:160]})")
-            broken = True
-
-    if not broken:
-        try:
-            from kb.search.pipeline import Generation
-
-            Generation(gen, model_name).close()
-            v.add("loads", OK, "the server can load this generation")
-        except KBError as exc:
-            v.add("loads", FAIL, exc.message)
-            broken = True
-
+    # each check runs (and reports) even when an earlier one failed; the costly reads only on sound files
+    sound = [
+        _check_model(v, manifest, model_name),
+        _check_dimension(v, manifest, source),
+        _check_files(v, gen, manifest),
+    ]
+    chunks = _check_counts(v, gen, manifest) if all(sound) else None
+    broken = chunks is None or not _check_loads(v, gen, model_name)
     if not broken and chunks:
         _check_cache(v, index_dir, manifest, chunks, gen)
     _check_content(v, content_dir, manifest)
@@ -289,7 +184,124 @@ def verify_index(index_dir: Path | str, content_dir: Path | str, model: str) -> 
     return v
 
 
-def _check_cache(v: Verification, index_dir: Path, manifest: dict, chunks, gen: Path) -> None:
+def _summary(index_dir: Path, gen: Path, manifest: dict) -> str:
+    counts = manifest["counts"]
+    return (
+        f"{index_dir / CURRENT} -> {gen.name} (built {manifest.get('built_at', '?')}; "
+        f"{counts.get('guides', '?')} guides, "
+        f"{counts.get('chunks', '?')} chunks; {manifest.get('model')}, {manifest.get('dimension')} dimensions)"
+    )
+
+
+def _check_model(v: Verification, manifest: dict, model_name: str) -> bool:
+    """The index was built with the configured model; True when it was."""
+    if manifest.get("model") != model_name:
+        v.add(
+            "model",
+            FAIL,
+            f"index built with {manifest.get('model')!r}, the site is configured for {model_name!r} (KB_MODEL)",
+        )
+        return False
+    v.add("model", OK, f"{model_name}, as configured")
+    return True
+
+
+def _check_dimension(v: Verification, manifest: dict, source: str) -> bool:
+    """The manifest's dimension is what the model's own config declares; True unless they disagree."""
+    expected = _model_dimension(source) if source else None
+    if expected is None:
+        return True
+    if manifest.get("dimension") != expected:
+        v.add("dimension", FAIL, f"manifest says {manifest.get('dimension')}, the model gives {expected}")
+        return False
+    v.add("dimension", OK, f"{expected}, as the model gives")
+    return True
+
+
+def _check_files(v: Verification, gen: Path, manifest: dict) -> bool:
+    """Every listed file present with its checksum (all of them named, not just the first); True when so."""
+    files = manifest["files"]
+    missing, altered = file_problems(gen, manifest)
+    extra = unlisted_files(gen, manifest)
+    sound = False
+    if not files:
+        v.add("files", FAIL, "the manifest lists no files")
+    elif missing or altered:
+        parts = ([f"missing {_short(missing)}"] if missing else []) + (
+            [f"checksum mismatch in {_short(altered)}"] if altered else []
+        )
+        v.add("files", FAIL, "; ".join(parts))
+    else:
+        v.add("files", OK, f"{len(files)} files present, every sha256 checksum matches")
+        sound = True
+    if extra:
+        v.add("extra files", WARN, f"not in the manifest (ignored by the server): {_short(extra)}")
+    return sound
+
+
+def _check_counts(v: Verification, gen: Path, manifest: dict) -> list[Chunk] | None:
+    """Chunks, vectors (npy and faiss), keyword documents and guides agree; the chunks, or None when they do not."""
+    try:
+        chunks = read_chunks(gen)
+        problem = _count_problem(gen, manifest, chunks)
+    except Exception as exc:  # any parser failure is a damaged index, reported not raised
+        v.add("counts", FAIL, f"could not read the index files ({exc.__class__.__name__}: {str(exc)[:160]})")
+        return None
+    if problem:
+        v.add("counts", FAIL, problem)
+        return None
+    n = manifest["counts"].get("chunks")
+    guides = len({c.slug for c in chunks})
+    v.add("counts", OK, f"{n} chunks = {n} vectors (npy and faiss) = {n} keyword documents; {guides} guides")
+    return chunks
+
+
+def _count_problem(gen: Path, manifest: dict, chunks: list[Chunk]) -> str | None:
+    """What disagrees between the manifest and the generation's files, or None."""
+    counts = manifest["counts"]
+    n = counts.get("chunks")
+    vectors = read_vectors(gen)
+    faiss_index = open_vectors(gen)
+    keyword = open_keyword(gen)
+    try:
+        kw_docs = keyword.doc_count()
+    finally:
+        keyword.close()
+    found = {
+        CHUNKS_FILE: len(chunks),
+        VECTORS_FILE: int(vectors.shape[0]),
+        FAISS_FILE: faiss_index.count,
+        KEYWORD_DIR: kw_docs,
+    }
+    slugs = {c.slug for c in chunks}
+    dims = {int(vectors.shape[1]), faiss_index.dimension}
+    if any(x != n for x in found.values()):
+        return f"manifest says {n} chunks; found " + ", ".join(f"{k} {x}" for k, x in found.items())
+    if len({c.id for c in chunks}) != len(chunks):
+        return "chunk ids are not unique"
+    if slugs != set(manifest["guides"]) or len(slugs) != counts.get("guides"):
+        return f"manifest says {counts.get('guides')} guides; the chunks cover {len(slugs)}"
+    if dims != {manifest.get("dimension")}:
+        return f"vectors are {sorted(dims)}-dimensional, the manifest says {manifest.get('dimension')}"
+    sample = np.asarray(vectors[: min(len(vectors), 2000)], dtype=np.float32)
+    norms = np.linalg.norm(sample, axis=1) if len(vectors) else np.ones(1)
+    if not np.all(np.abs(norms - 1.0) < 1e-3):
+        return f"some vectors are not unit length (damaged {VECTORS_FILE})"
+    return None
+
+
+def _check_loads(v: Verification, gen: Path, model_name: str) -> bool:
+    """The generation opens as a server opens it; True when it does."""
+    try:
+        IndexFiles(gen, model_name).close()
+    except KBError as exc:
+        v.add("loads", FAIL, exc.message)
+        return False
+    v.add("loads", OK, "the server can load this generation")
+    return True
+
+
+def _check_cache(v: Verification, index_dir: Path, manifest: dict, chunks: list[Chunk], gen: Path) -> None:
     model = manifest.get("model", "")
     path = cache_path(index_dir, model)
     if not path.exists():
@@ -299,7 +311,7 @@ def _check_cache(v: Verification, index_dir: Path, manifest: dict, chunks, gen: 
     if not len(cache):
         v.add("cache", WARN, f"{path.name} is unreadable: the next build re-embeds every chunk and rewrites it")
         return
-    vectors = np.load(gen / "vectors.npy", mmap_mode="r")
+    vectors = read_vectors(gen)
     absent, differ = 0, 0
     for i, c in enumerate(chunks):
         vec = cache.get(c.text_hash)

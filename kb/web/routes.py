@@ -59,18 +59,9 @@ def _guide_data(slug: str) -> dict:
         cycle_passed=g.cycle_passed(today),
         stale=g.days_since_review(today) > k.settings["KB_STALE_AFTER_DAYS"],
         days_since_review=g.days_since_review(today),
-        search_behind=_search_behind(k, g),
+        search_behind=k.search_behind(g),
     )
     return data
-
-
-def _search_behind(k, g) -> bool:
-    """True when the live index holds another version of this guide (edited since the last build)."""
-    try:
-        indexed = k.searcher.generation().manifest.get("guides", {})
-    except Exception:  # no usable index: search cannot find this guide at all
-        return True
-    return indexed.get(g.slug) != g.content_hash
 
 
 def _search_data(source: str) -> dict:
