@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, jsonify, redirect, request
@@ -26,6 +27,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from kb.errors import KBError, NotFoundError, QueryError
 from kb.store import SEARCH_ID, ClickEvent, Recorder, SearchEvent, Store, database_url, new_search_id, redact_url
 from kb.web import bp, error_response, kb
+
+if TYPE_CHECKING:
+    from kb.search.present import SearchResponse
+    from kb.search.request import SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +126,7 @@ class Analytics:
         self._key_fetching = False
 
     # ---- searches and clicks ----------------------------------------------------------------------
-    def log_search(self, params: dict, response, source: str) -> str | None:
+    def log_search(self, request: SearchRequest, response: SearchResponse, source: str) -> str | None:
         """Record a search (never raises); returns its id for result links, or None when logging is off.
 
         As-you-type requests (`source == "live"`) are not recorded: a search typed letter by letter
@@ -135,12 +140,12 @@ class Analytics:
             self.recorder.submit(
                 SearchEvent(
                     search_id,
-                    params["q"],
-                    params["mode"],
+                    request.query,
+                    request.mode,
                     len(response.groups),
                     response.took_ms,
-                    params.get("category"),
-                    params.get("tag"),
+                    request.category,
+                    request.tag,
                     source,
                     at=self.store.now(),
                     coverage=response.coverage.verdict,

@@ -77,11 +77,11 @@ def _search_data(source: str) -> dict:
     if request.headers.get("X-Requested-With") == "live-search" or request.args.get("live") == "1":
         source = "live"  # as-you-type: not recorded unless a result is followed
     k = kb()
-    params = k.search_params(request.args)
-    response = k.search(params)
+    search = k.search_request(request.args)
+    response = k.search(search)
     data = response.as_dict()
-    data["limit"] = params["limit"]
-    data["search_id"] = analytics().log_search(params, response, source)
+    data["limit"] = search.limit
+    data["search_id"] = analytics().log_search(search, response, source)
     return data
 
 
