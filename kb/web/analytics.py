@@ -22,9 +22,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, jsonify, redirect, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy.exc import SQLAlchemyError
 
-from kb.errors import KBError, NotFoundError, QueryError
+from kb.errors import KBError, NotFoundError, QueryError, StoreError
 from kb.store import SEARCH_ID, ClickEvent, Recorder, SearchEvent, Store, database_url, new_search_id, redact_url
 from kb.web import bp, error_response, kb
 
@@ -188,7 +187,7 @@ class Analytics:
             log.warning(
                 "feedback forms cannot be signed until the database answers (%s: %s); asking again in %g s",
                 redact_url(self.store.url),
-                exc.__class__.__name__,
+                (exc.__cause__ if isinstance(exc, StoreError) else exc).__class__.__name__,
                 KEY_RETRY_INTERVAL,
             )
             raise StoreUnavailable(FEEDBACK_UNAVAILABLE) from exc
@@ -309,8 +308,10 @@ def _feedback(slug: str):
         raise RateLimited(f"thanks, but that is a lot of feedback at once; please try again in {wait} seconds", wait)
     try:
         a.store.add_feedback(slug, helpful_raw == "yes", comment)
-    except SQLAlchemyError as exc:
-        log.error("could not store feedback in %s: %s", redact_url(a.store.url), exc.__class__.__name__)
+    except StoreError as exc:
+        log.error(
+            "could not store feedback in %s: %s", redact_url(a.store.url), (exc.__cause__ or exc).__class__.__name__
+        )
         raise StoreUnavailable("your feedback could not be saved just now; please try again later") from exc
     if _wants_json():
         return jsonify({"ok": True, "slug": slug, "helpful": helpful_raw == "yes"})
