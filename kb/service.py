@@ -150,6 +150,13 @@ class KnowledgeBase:
             answer=response.answer if response.answer is None or response.answer.slug in present else None,
         )
 
+    def related(self, slug: str, limit: int = 4) -> list[tuple[str, str]]:
+        """[(slug, title)] of the guides nearest `slug` in meaning; empty when the index cannot say."""
+        try:
+            return [(s, t) for s, t, _ in self.searcher.related(slug, limit)]
+        except Exception:  # related guides are a nicety; a missing index must not break reading
+            return []
+
     def status(self) -> dict[str, Any]:
         """Health: index generation, model, counts, and whether content is newer than the index."""
         out: dict[str, Any] = {"ok": True, "model": self.embedder.name, "guides": len(self.library.snapshot().guides)}

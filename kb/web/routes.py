@@ -37,15 +37,11 @@ def _guide_data(slug: str) -> dict:
     g = k.library.guide(slug)
     rendered = k.library.render(g)
     snap = k.library.snapshot()
-    related = []
-    try:
-        related = [
-            {"slug": s, "title": t, "url": f"/guides/{s}", "summary": snap.by_slug[s].summary}
-            for s, t, _ in k.searcher.related(slug, 4)
-            if s in snap.by_slug
-        ]
-    except Exception:  # related guides are a nicety; a missing index must not break reading
-        related = []
+    related = [
+        {"slug": s, "title": t, "url": f"/guides/{s}", "summary": snap.by_slug[s].summary}
+        for s, t in k.related(slug, 4)
+        if s in snap.by_slug
+    ]
     today = k.today()
     data = g.as_dict()
     data.update(
