@@ -432,13 +432,14 @@ def unanswered_section(settings: dict, rows: list[dict], limit: int) -> tuple[li
     if not rows:
         return [], ""
     from kb.search.pipeline import Searcher
+    from kb.search.request import SearchRequest
 
     embedder = SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"])
     searcher = Searcher(settings["KB_INDEX_DIR"], embedder)
 
     def closest(question: str) -> dict | None:
         try:
-            groups = searcher.search(question, limit=3).groups
+            groups = searcher.search(SearchRequest(question, limit=3)).groups
         except KBError:
             return None
         return (

@@ -95,6 +95,12 @@ class IndexMismatchError(KBError):
     status = 503
 
 
+class StoreError(KBError):
+    """The analytics database could not be reached, read or written; the message says what it answered."""
+
+    status = 503
+
+
 class ConfigError(KBError):
     """One or more settings are invalid; the message lists every bad key."""
 

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,11 @@ from kb.content.glossary import Glossary
 from kb.content.guide import Guide, Taxonomy, guide_paths, load_guides
 from kb.content.render import Rendered, render_markdown
 from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
-from kb.errors import ContentError, KBError, NotFoundError, Problem, QueryError
+from kb.errors import ContentError, KBError, NotFoundError, Problem
 from kb.index.generation import ContentHashes, content_hashes, index_status
-from kb.search.pipeline import MODES, Searcher, SearchResponse
+from kb.search.pipeline import Searcher
+from kb.search.present import SearchResponse
+from kb.search.request import SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -126,51 +128,19 @@ class KnowledgeBase:
         # (content fingerprint, day) -> the content's hashes: /healthz re-reads guides only after an edit
         self._hashes: tuple[tuple, ContentHashes] | None = None
 
-    # ---- parameters shared by the HTML page and the JSON API ----------------------------------
-    def search_params(self, args) -> dict[str, Any]:
-        """Validate request parameters; raise QueryError naming the bad parameter."""
-        snap = self.library.snapshot()
-        q = args.get("q", "") or ""
-        raw_limit = args.get("limit", None)
-        limit = self.settings["KB_DEFAULT_LIMIT"]
-        if raw_limit not in (None, ""):
-            text = str(raw_limit).strip()
-            # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
-            if not text.isdecimal() or len(text) > 9:
-                raise QueryError(
-                    f"parameter 'limit' must be a whole number from 1 to {self.settings['KB_MAX_LIMIT']}; got '{text[:20]}'",
-                    "limit",
-                )
-            limit = int(text)
-        mode = (args.get("mode") or "hybrid").strip().lower()
-        if mode not in MODES:
-            raise QueryError(f"parameter 'mode' must be one of {', '.join(MODES)}; got '{mode[:40]}'", "mode")
-        category = (args.get("category") or "").strip() or None
-        if category and category not in snap.taxonomy.categories:
-            raise QueryError(
-                f"parameter 'category' must be one of {', '.join(snap.taxonomy.categories)}; got '{category[:40]}'",
-                "category",
-            )
-        tag = (args.get("tag") or "").strip() or None
-        if tag and tag not in snap.taxonomy.tags:
-            raise QueryError(f"parameter 'tag' must be a tag listed at /tags; got '{tag[:40]}'", "tag")
-        spell = (args.get("spell") or "1").strip() not in ("0", "false", "no", "off")
-        return {"q": q, "limit": limit, "mode": mode, "category": category, "tag": tag, "spell": spell}
+    # ---- search: the HTML page and the JSON API ask alike ---------------------------------------
+    def search_request(self, args: Mapping[str, Any]) -> SearchRequest:
+        """The request's parameters as one checked SearchRequest; raise QueryError naming the bad parameter."""
+        taxonomy = self.library.snapshot().taxonomy
+        return SearchRequest.from_args(args, self.settings, taxonomy.categories, taxonomy.tags)
 
-    def search(self, params: dict[str, Any]) -> SearchResponse:
+    def search(self, request: SearchRequest) -> SearchResponse:
         """Search, leaving out guides that are no longer in the content folder.
 
         The index lags the content until a build succeeds, and a build refused for a broken guide
         leaves it lagging: a result for a deleted or now-broken guide would link to a 404.
         """
-        response = self.searcher.search(
-            params["q"],
-            limit=params["limit"],
-            mode=params["mode"],
-            category=params["category"],
-            tag=params["tag"],
-            spellcheck=params["spell"],
-        )
+        response = self.searcher.search(request)
         present = self.library.snapshot().by_slug
         if all(h.slug in present for h in response.hits):
             return response
@@ -182,6 +152,13 @@ class KnowledgeBase:
             groups=tuple(g for g in response.groups if g.slug in present),
             answer=response.answer if response.answer is None or response.answer.slug in present else None,
         )
+
+    def related(self, slug: str, limit: int = 4) -> list[tuple[str, str]]:
+        """[(slug, title)] of the guides nearest `slug` in meaning; empty when the index cannot say."""
+        try:
+            return [(s, t) for s, t, _ in self.searcher.related(slug, limit)]
+        except Exception:  # related guides are a nicety; a missing index must not break reading
+            return []
 
     def status(self) -> dict[str, Any]:
         """Health: index generation, model, counts, and whether content is newer than the index."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
 import logging
 import os
 import queue
@@ -22,10 +23,10 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -52,13 +53,13 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from kb import clock
+from kb.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 SQLITE_FILE = "analytics.sqlite3"
 MAX_QUERY = 300
 MAX_COMMENT = 1000
-SCHEMA_VERSION = "1"
 
 metadata = MetaData()
 
@@ -168,6 +169,22 @@ def redact_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_errors(method: F) -> F:
+    """Raise what the database or its file system answered as StoreError, the library's own error type."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"{exc.__class__.__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class SearchEvent:
     search_id: str
@@ -202,6 +219,8 @@ class Store:
         retention_days: Rows older than this are deleted by `purge`.
         today: A pinned day (the KB_TODAY setting) for retention and report windows; None: KB_TODAY
             from the environment, else the real clock.
+
+    Every public method raises StoreError when the database (or the folder it lives in) fails.
     """
 
     def __init__(self, url: str, retention_days: int = 180, today: str | dt.date | None = None):
@@ -258,6 +277,7 @@ class Store:
             self.url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args={"connect_timeout": 5}
         )
 
+    @_store_errors
     def ensure_schema(self) -> None:
         """Create the tables if they are missing (idempotent; safe from several processes at once)."""
         if self._schema_ready:
@@ -276,14 +296,6 @@ class Store:
                 raise
             metadata.create_all(self.engine, checkfirst=True)
         self._add_missing_columns()
-        with self.engine.begin() as conn:
-            have = conn.execute(select(settings_table.c.value).where(settings_table.c.key == "schema_version")).scalar()
-            if have is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(settings_table).values(key="schema_version", value=SCHEMA_VERSION))
-                except IntegrityError:
-                    pass
         self._schema_ready = True
 
     def _add_missing_columns(self) -> None:
@@ -299,6 +311,7 @@ class Store:
             if "coverage" not in {c["name"] for c in inspect(self.engine).get_columns("searches")}:
                 raise
 
+    @_store_errors
     def unanswered(self, days: int = 30, limit: int = 500, now: dt.datetime | None = None) -> list[dict[str, Any]]:
         """Recorded questions search could not answer (verdict related or not_covered), most asked first.
 
@@ -336,6 +349,7 @@ class Store:
                 self._engine = None
 
     # ---- writes ---------------------------------------------------------------------------------
+    @_store_errors
     def write(self, events: Iterable[SearchEvent | ClickEvent]) -> None:
         """Write a batch of events in one transaction; a duplicate click or search id is ignored."""
         self.ensure_schema()
@@ -382,6 +396,7 @@ class Store:
         except IntegrityError:
             pass
 
+    @_store_errors
     def add_feedback(self, slug: str, helpful: bool, comment: str | None = None, at: dt.datetime | None = None) -> None:
         """Store one answer to "Was this helpful?" (synchronously: the reader is told if it failed)."""
         self.ensure_schema()
@@ -392,6 +407,7 @@ class Store:
                 )
             )
 
+    @_store_errors
     def purge(self, now: dt.datetime | None = None) -> dict[str, int]:
         """Delete every row older than the retention period; returns rows deleted per table."""
         self.ensure_schema()
@@ -402,6 +418,7 @@ class Store:
                 out[table.name] = conn.execute(delete(table).where(table.c.at < cutoff)).rowcount or 0
         return out
 
+    @_store_errors
     def secret(self) -> bytes:
         """A random key shared by every process using this database (signs feedback forms)."""
         self.ensure_schema()
@@ -419,6 +436,7 @@ class Store:
         return bytes.fromhex(value)
 
     # ---- reads ----------------------------------------------------------------------------------
+    @_store_errors
     def report(
         self, days: int = 30, limit: int = 20, guides: Mapping[str, str] | None = None, now: dt.datetime | None = None
     ) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from kb.content.render import render_markdown  # noqa: E402
 from kb.index.build import build_from_chunks, build_index  # noqa: E402
 from kb.index.generation import current_path, read_chunks, read_vectors  # noqa: E402
 from kb.search.pipeline import Searcher  # noqa: E402
+from kb.search.request import SearchRequest  # noqa: E402
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Performance"
@@ -384,13 +385,13 @@ def time_queries(
     cpu: list[list[float]] = [[] for _ in queries]
     if not cold:
         for q in queries:
-            searcher.search(q, limit=10, mode=mode)
+            searcher.search(SearchRequest(q, limit=10, mode=mode))
     for _ in range(passes):
         if cold and clear_cache:
             clear_cache()
         for i, q in enumerate(queries):
             t, c = time.perf_counter(), time.thread_time()
-            searcher.search(q, limit=10, mode=mode)
+            searcher.search(SearchRequest(q, limit=10, mode=mode))
             runs[i].append(time.perf_counter() - t)
             cpu[i].append(time.thread_time() - c)
     out = summary_ms([statistics.median(r) for r in runs])
@@ -443,7 +444,7 @@ def bench_queries(
     build_s = time.perf_counter() - t
     searcher = Searcher(index, embedder, reload_interval=3600)
     t = time.perf_counter()
-    searcher.search("warm up", mode="hybrid")
+    searcher.search(SearchRequest("warm up", mode="hybrid"))
     load_s = time.perf_counter() - t
     clear = getattr(embedder, "clear_cache", None)
     out: dict = {

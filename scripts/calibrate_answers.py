@@ -25,12 +25,13 @@ import click  # noqa: E402
 from kb.engines.embedding import SentenceTransformerEmbedder  # noqa: E402
 from kb.search import answer  # noqa: E402
 from kb.search.pipeline import Searcher  # noqa: E402
+from kb.search.request import SearchRequest  # noqa: E402
 from kb.tools.evaluation import DEFAULT_QUERIES, DEFAULT_UNANSWERABLE, load_judgements, load_unanswerable, phrase_in  # noqa: E402
 
 
 def signals(searcher: Searcher, query: str) -> list[dict]:
     """The candidates the site weighed for `query`, as it weighed them: cosine, lexical share and best passage."""
-    coverage = searcher.search(query, limit=10, mode="hybrid").coverage
+    coverage = searcher.search(SearchRequest(query, limit=10, mode="hybrid")).coverage
     return [
         {"cos": c.cosine, "lex": c.lexical, "passage": answer.passage(c.chunk.text, coverage.wanted)}
         for c in coverage.candidates

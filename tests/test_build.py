@@ -11,6 +11,7 @@ from kb.errors import ContentError, IndexMismatchError, IndexNotBuiltError
 from kb.index.build import build_index
 from kb.index.generation import current_path, index_status
 from kb.search.pipeline import Searcher
+from kb.search.request import SearchRequest
 from tests.conftest import MALFORMED
 
 
@@ -50,10 +51,11 @@ def test_incremental_build_reembeds_only_changed_guide(content_copy, tmp_path, f
     (content_copy / "peer-support" / "study-groups.md").unlink()
     fourth = build_index(content_copy, index, fake_embedder)
     assert fourth.removed == ["study-groups"] and fourth.embedded == 0
-    hits = Searcher(index, fake_embedder).search("extra support", mode="keyword").hits
+    hits = Searcher(index, fake_embedder).search(SearchRequest("extra support", mode="keyword")).hits
     assert hits[0].id == "psa-resits#is-there-extra-support"
     assert not any(
-        h.slug == "study-groups" for h in Searcher(index, fake_embedder).search("question banks", mode="keyword").hits
+        h.slug == "study-groups"
+        for h in Searcher(index, fake_embedder).search(SearchRequest("question banks", mode="keyword")).hits
     )
 
 
@@ -82,7 +84,7 @@ def test_failure_before_swap_keeps_previous_generation(content_copy, tmp_path, f
         build_index(content_copy, index, fake_embedder, before_swap=boom)
     assert current_path(index) == live
     assert not list(index.glob(".tmp-*"))
-    assert Searcher(index, fake_embedder).search("resit", mode="keyword").hits
+    assert Searcher(index, fake_embedder).search(SearchRequest("resit", mode="keyword")).hits
 
 
 def test_old_generations_are_cleaned_up(content_copy, tmp_path, fake_embedder):
@@ -106,7 +108,7 @@ def test_index_status_reports_changes(content_copy, tmp_path, fake_embedder):
 
 def test_searcher_errors_for_missing_and_mismatched_index(content_copy, tmp_path, fake_embedder, real_embedder):
     with pytest.raises(IndexNotBuiltError) as info:
-        Searcher(tmp_path / "none", fake_embedder).search("psa")
+        Searcher(tmp_path / "none", fake_embedder).search(SearchRequest("psa"))
     assert "scripts/build_index.py" in info.value.message
     index = tmp_path / "index"
     build_index(content_copy, index, fake_embedder)
@@ -115,7 +117,7 @@ def test_searcher_errors_for_missing_and_mismatched_index(content_copy, tmp_path
         name = "another/model"
 
     with pytest.raises(IndexMismatchError) as info:
-        Searcher(index, Other()).search("psa")
+        Searcher(index, Other()).search(SearchRequest("psa"))
     assert "--full" in info.value.message and "another/model" in info.value.message
 
 
@@ -221,7 +223,7 @@ def test_interrupt_after_embedding_keeps_previous_index_and_the_work(content_cop
     with pytest.raises(KeyboardInterrupt):
         build_index(content_copy, index, fake_embedder, after_embed=ctrl_c)
     assert current_path(index) == live and not list(index.glob(".tmp-*"))
-    assert Searcher(index, fake_embedder).search("resit", mode="keyword").generation == live.name
+    assert Searcher(index, fake_embedder).search(SearchRequest("resit", mode="keyword")).generation == live.name
     retry = build_index(content_copy, index, fake_embedder)
     assert retry.changed == ["psa-resits"] and retry.embedded == 0  # the interrupted build's vectors were cached
 
@@ -243,7 +245,7 @@ def test_disk_full_while_writing_keeps_previous_index(content_copy, tmp_path, fa
         build_index(content_copy, index, fake_embedder, force=True)
     assert seen and seen[0].startswith(".tmp-")  # it failed midway through writing the new generation
     assert current_path(index) == live and not list(index.glob(".tmp-*"))
-    assert Searcher(index, fake_embedder).search("resit", mode="keyword").hits
+    assert Searcher(index, fake_embedder).search(SearchRequest("resit", mode="keyword")).hits
 
 
 def test_leftovers_of_a_killed_build_are_removed_by_the_next(content_copy, tmp_path, fake_embedder):
@@ -280,12 +282,12 @@ def test_index_of_an_older_format_is_rebuilt_reusing_its_vectors(content_copy, t
     status = index_status(content_copy, index, fake_embedder.name)
     assert not status.built and f"reads {FORMAT_VERSION}" in status.reason  # so `--if-stale` builds
     with pytest.raises(IndexMismatchError, match="the index format is"):
-        Searcher(index, fake_embedder).search("resit", mode="keyword")
+        Searcher(index, fake_embedder).search(SearchRequest("resit", mode="keyword"))
     second = build_index(content_copy, index, fake_embedder)  # same content, yet not skipped
     assert not second.skipped and second.embedded == 0 and second.reused == first.chunks
     assert second.keyword_mode == "rewrite"  # the keyword index is written anew, never patched
     assert json.loads((current_path(index) / "manifest.json").read_text())["format_version"] == FORMAT_VERSION
-    assert Searcher(index, fake_embedder).search("resit", mode="keyword").hits
+    assert Searcher(index, fake_embedder).search(SearchRequest("resit", mode="keyword")).hits
 
 
 def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(
@@ -312,7 +314,7 @@ def test_spelling_vocabulary_is_counted_by_the_build_not_by_each_server(
     searcher = Searcher(index, fake_embedder)
     stored = searcher.generation().vocabulary
     assert stored.counts == counted.counts and stored.lowercase_words == counted.lowercase_words
-    res = searcher.search("resitts", mode="keyword")
+    res = searcher.search(SearchRequest("resitts", mode="keyword"))
     assert res.did_you_mean == "resits" and res.hits
 
 

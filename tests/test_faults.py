@@ -612,6 +612,7 @@ def test_an_unreachable_analytics_database_costs_one_connect_timeout_not_two(tmp
     from sqlalchemy.exc import OperationalError
 
     import kb.store
+    from kb.errors import StoreError
 
     calls, real = [], kb.store.metadata.create_all
 
@@ -621,8 +622,9 @@ def test_an_unreachable_analytics_database_costs_one_connect_timeout_not_two(tmp
 
     monkeypatch.setattr(kb.store.metadata, "create_all", create_all)
     store = kb.store.Store(f"sqlite:///{tmp_path / 'a.sqlite3'}", 180)
-    with pytest.raises(OperationalError):
+    with pytest.raises(StoreError) as info:
         store.ensure_schema()
+    assert isinstance(info.value.__cause__, OperationalError) and "connection timeout expired" in info.value.message
     assert len(calls) == 1
 
     def raced(*args, **kwargs):  # another worker created the table between the check and the create

@@ -218,10 +218,11 @@ def test_losing_the_live_generation_is_503_on_every_request_not_now_and_then(swa
 
     from kb.errors import IndexNotBuiltError
     from kb.search.pipeline import Searcher
+    from kb.search.request import SearchRequest
 
     content, index, embedder, tmp = swap_site
     searcher = Searcher(index, embedder, reload_interval=3600)
-    assert searcher.search("psa resit").hits
+    assert searcher.search(SearchRequest("psa resit")).hits
     if change == "generation deleted":
         shutil.rmtree(current_path(index))
     else:
@@ -231,7 +232,7 @@ def test_losing_the_live_generation_is_503_on_every_request_not_now_and_then(swa
     searcher._checked -= 3600  # the reload interval has passed: the next request looks at `current` again
     for _ in range(3):  # that request and the ones after it, inside the same interval
         with pytest.raises(IndexNotBuiltError):
-            searcher.search("psa resit")
+            searcher.search(SearchRequest("psa resit"))
     build_index(content, index, embedder)
     searcher.invalidate()
-    assert searcher.search("psa resit").hits
+    assert searcher.search(SearchRequest("psa resit")).hits

@@ -15,6 +15,7 @@ import pytest
 from app import create_app
 from kb.index.build import build_index
 from kb.search.pipeline import Searcher
+from kb.search.request import SearchRequest
 from kb.tools.evaluation import DEFAULT_QUERIES, evaluate, load_judgements
 from tests.conftest import ROOT, content_today
 
@@ -96,7 +97,7 @@ def test_acronym_expansion_and_typos_reach_the_same_guide(real_client):
 
 
 def test_phrase_and_category_filter_on_real_guides(real_searcher, real_client):
-    res = real_searcher.search('"preference informed allocation"', category="applications", limit=20)
+    res = real_searcher.search(SearchRequest('"preference informed allocation"', category="applications", limit=20))
     assert res.hits
     phrase = re.compile(r"preference\s+informed\s+allocation", re.I)
     gen = real_searcher.generation()
@@ -119,7 +120,7 @@ def test_tag_filter(real_client):
 
 
 def test_clear_keyword_hit_is_not_buried(real_searcher):
-    res = real_searcher.search("F1CC")
+    res = real_searcher.search(SearchRequest("F1CC"))
     assert res.hits[0].keyword_rank is not None and res.confident
 
 

@@ -240,20 +240,21 @@ def test_an_answer_card_from_a_guide_gone_from_the_content_folder_is_dropped(sit
     import dataclasses
 
     from kb.search.answer import Answer
+    from kb.search.request import SearchRequest
 
     content, index = site
     kb = make_app(content, index).extensions["kb"]
     kb.library.check_interval = 0
-    response = kb.searcher.search("psa resit", limit=10)
+    response = kb.searcher.search(SearchRequest("psa resit", limit=10))
     assert any(h.slug == "psa-resits" for h in response.hits)
     card = Answer(
         "Resits are...", "Resits are...", "psa-resits", "PSA resits", "when", "When?", "/guides/psa-resits#when", 0.9
     )
     kb.searcher.search = lambda *a, **k: dataclasses.replace(response, answer=card)
-    params = kb.search_params({"q": "psa resit"})
-    assert kb.search(params).answer == card
+    request = kb.search_request({"q": "psa resit"})
+    assert kb.search(request).answer == card
     (content / "psa" / "psa-resits.md").unlink()
-    after = kb.search(params)
+    after = kb.search(request)
     assert after.answer is None and after.coverage == response.coverage
 
 

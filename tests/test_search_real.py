@@ -5,6 +5,7 @@ import pytest
 
 from kb.engines.embedding import CANONICAL_NAME
 from kb.search.pipeline import Searcher
+from kb.search.request import SearchRequest
 
 pytestmark = pytest.mark.slow
 
@@ -36,34 +37,36 @@ def searcher(fixture_index, real_embedder):
     ],
 )
 def test_hybrid_top_hit(searcher, query, expected_id):
-    assert searcher.search(query, limit=5).hits[0].id == expected_id
+    assert searcher.search(SearchRequest(query, limit=5)).hits[0].id == expected_id
 
 
 def test_semantic_finds_paraphrase_without_shared_words(searcher):
-    hits = searcher.search("standing beside the consultant while they see patients", mode="semantic", limit=3).hits
+    hits = searcher.search(
+        SearchRequest("standing beside the consultant while they see patients", mode="semantic", limit=3)
+    ).hits
     assert hits[0].slug == "ward-round-basics"
 
 
 def test_acronym_and_expansion_meet(searcher):
-    short = searcher.search("PSA", limit=3)
-    long = searcher.search("prescribing safety assessment", limit=3)
+    short = searcher.search(SearchRequest("PSA", limit=3))
+    long = searcher.search(SearchRequest("prescribing safety assessment", limit=3))
     assert "Prescribing Safety Assessment" in short.expansions and "PSA" in long.expansions
     assert short.hits[0].slug.startswith("psa") and long.hits[0].slug.startswith("psa")
 
 
 def test_filters_and_phrases(searcher):
-    res = searcher.search('"random rank"', category="applications")
+    res = searcher.search(SearchRequest('"random rank"', category="applications"))
     assert res.hits and all(h.category == "applications" for h in res.hits)
-    assert searcher.search('"random rank"', category="psa").hits == ()
-    assert all(h.slug == "psa-resits" for h in searcher.search("resit", tag="resits").hits)
+    assert searcher.search(SearchRequest('"random rank"', category="psa")).hits == ()
+    assert all(h.slug == "psa-resits" for h in searcher.search(SearchRequest("resit", tag="resits")).hits)
 
 
 def test_nonsense_query_is_not_confident(searcher):
-    res = searcher.search("zxqv blorf", limit=3)
+    res = searcher.search(SearchRequest("zxqv blorf", limit=3))
     assert res.confident is False and all(h.weak for h in res.hits)
 
 
 def test_typo_gives_did_you_mean(searcher):
-    res = searcher.search("prescribng", limit=3)
+    res = searcher.search(SearchRequest("prescribng", limit=3))
     assert res.did_you_mean == "prescribing"
     assert res.hits[0].slug == "psa-exam-format"

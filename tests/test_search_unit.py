@@ -1,4 +1,4 @@
-"""kb.search.pipeline pure parts: fusion, query parsing, snippets, grouping, parameter checks."""
+"""kb.search: the request, each stage alone (plan, retrieve, fuse, present) and the pipeline on a small index."""
 
 import shutil
 
@@ -6,16 +6,12 @@ import pytest
 
 from kb.errors import QueryError
 from kb.index.build import build_index
-from kb.search.pipeline import (
-    Hit,
-    Searcher,
-    Unit,
-    group_hits,
-    make_snippet,
-    parse_query,
-    reciprocal_rank_fusion,
-    rewrite_query,
-)
+from kb.search.fuse import RRF_K, fuse, rank, reciprocal_rank_fusion
+from kb.search.pipeline import Searcher
+from kb.search.plan import Unit, parse_query, plan, rewrite_query
+from kb.search.present import Hit, group_hits, make_snippet, present
+from kb.search.request import SearchRequest
+from kb.search.retrieve import Candidates, Filters, keyword_candidates, retrieve, semantic_candidates
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
 
@@ -78,6 +74,7 @@ def test_group_hits_keeps_three_sections_per_guide_in_order():
     "q, limit, mode, param",
     [
         ("", 10, "hybrid", "q"),
+        ("?!", 10, "hybrid", "q"),
         ("x" * 301, 10, "hybrid", "q"),
         ("ok", 0, "hybrid", "limit"),
         ("ok", 51, "hybrid", "limit"),
@@ -86,8 +83,46 @@ def test_group_hits_keeps_three_sections_per_guide_in_order():
 )
 def test_parameter_checks_name_the_parameter(q, limit, mode, param):
     with pytest.raises(QueryError) as info:
-        Searcher("/nonexistent").check_params(q, limit, mode)
+        SearchRequest(q, limit, mode).check(max_query_length=300, max_limit=50)
     assert info.value.param == param and param in info.value.message
+    with pytest.raises(QueryError) as searched:  # the searcher refuses the same request before touching an index
+        Searcher("/nonexistent").search(SearchRequest(q, limit, mode))
+    assert searched.value.message == info.value.message
+
+
+SETTINGS = {"KB_DEFAULT_LIMIT": 10, "KB_MAX_LIMIT": 50, "KB_MAX_QUERY_LENGTH": 300}
+
+
+def test_request_from_args_parses_and_defaults():
+    args = {"q": "psa resit", "mode": " Keyword ", "limit": "7", "category": "psa", "tag": "resits", "spell": "off"}
+    request = SearchRequest.from_args(args, SETTINGS, {"psa": None}, {"resits"})
+    assert request == SearchRequest("psa resit", 7, "keyword", "psa", "resits", spellcheck=False)
+    assert request.filters == {"category": "psa", "tag": "resits"}
+    assert SearchRequest.from_args({"q": "psa", "limit": "", "category": " "}, SETTINGS) == SearchRequest("psa")
+    with pytest.raises(AttributeError):
+        request.limit = 8  # frozen: every stage sees the request as it was checked
+
+
+@pytest.mark.parametrize(
+    "args, param, message",
+    [
+        ({"q": "ok", "limit": "ten"}, "limit", "parameter 'limit' must be a whole number from 1 to 50; got 'ten'"),
+        ({"q": "ok", "limit": "0"}, "limit", "parameter 'limit' must be a whole number from 1 to 50; got 0"),
+        (
+            {"q": "ok", "mode": "fuzzy"},
+            "mode",
+            "parameter 'mode' must be one of hybrid, keyword, semantic; got 'fuzzy'",
+        ),
+        ({"q": "ok", "category": "x"}, "category", "parameter 'category' must be one of psa, placements; got 'x'"),
+        ({"q": "ok", "tag": "x"}, "tag", "parameter 'tag' must be a tag listed at /tags; got 'x'"),
+        ({"q": " "}, "q", "parameter 'q' is required: type a question or a few words"),
+        ({"mode": "fuzzy", "limit": "x"}, "limit", "parameter 'limit' must be a whole number from 1 to 50; got 'x'"),
+    ],
+)
+def test_request_from_args_refuses_the_first_bad_parameter(args, param, message):
+    with pytest.raises(QueryError) as info:
+        SearchRequest.from_args(args, SETTINGS, ("psa", "placements"), {"resits"})
+    assert (info.value.param, info.value.message) == (param, message)
 
 
 # ---- query understanding on a small index (deterministic fake encoder) --------------------------
@@ -97,6 +132,92 @@ def fake_searcher(tmp_path_factory):
     embedder = HashEmbedder()
     build_index(FIXTURE_CONTENT, index, embedder)
     return Searcher(index, embedder)
+
+
+# ---- each stage alone --------------------------------------------------------------------------
+def test_plan_of_a_misspelt_query(fake_searcher):
+    gen = fake_searcher.generation()
+    qp = plan(gen, SearchRequest("how long is the presribing saftey assesment"))
+    assert qp.did_you_mean == "how long is the prescribing safety assessment" and qp.corrected
+    assert [u.text for u in qp.units][-1] == "prescribing safety assessment" and qp.units[-1].term.term == "PSA"
+    assert [u.text for u in qp.scoring] == ["long", "the", "prescribing safety assessment"]  # question words do not
+    assert qp.expansions == ("PSA",) and "PSA" in qp.highlight
+    offered = plan(gen, SearchRequest("how long is the presribing saftey assesment", spellcheck=False))
+    assert offered.did_you_mean == qp.did_you_mean and not offered.corrected
+    assert [u.text for u in offered.units][-3:] == ["presribing", "saftey", "assesment"]
+    assert plan(gen, SearchRequest('"laid out" rota')).phrases == ("laid out",)
+
+
+def test_filters_admit_by_category_and_tag(fake_searcher):
+    psa = fake_searcher.generation().by_id["psa-resits#"]
+    assert Filters().admits(psa) and not Filters()
+    assert Filters("psa").admits(psa) and Filters(tag="resits").admits(psa) and Filters("psa", "resits")
+    assert not Filters("placements").admits(psa) and not Filters("psa", "ward-rounds").admits(psa)
+    assert not Filters().admits(None)
+
+
+@pytest.mark.parametrize("filters", [Filters("psa"), Filters(tag="study-groups"), Filters("placements", "ward-rounds")])
+def test_filters_hold_for_both_engines(fake_searcher, filters):
+    gen = fake_searcher.generation()
+    qp = plan(gen, SearchRequest("exam questions study ward round resit"))
+    every = keyword_candidates(gen, qp, Filters(), pool=len(gen.chunks))
+    keyword = keyword_candidates(gen, qp, filters, pool=50)
+    assert keyword and keyword == [cid for cid in every if filters.admits(gen.by_id[cid])]  # same order, fewer
+    semantic = semantic_candidates(gen, qp, fake_searcher.embedder, filters, pool=50)
+    assert semantic and all(filters.admits(gen.by_id[cid]) for cid, _ in semantic)
+    assert len(semantic) == sum(filters.admits(c) for c in gen.chunks)  # every admitted section is scored
+    found = retrieve(gen, qp, SearchRequest("x", mode="keyword", category=filters.category, tag=filters.tag), None)
+    assert found.keyword == tuple(keyword)
+
+
+def test_retrieve_asks_only_the_engines_of_the_mode(fake_searcher):
+    gen = fake_searcher.generation()
+    qp = plan(gen, SearchRequest("psa resit"))
+    keyword_only = retrieve(gen, qp, SearchRequest("psa resit", mode="keyword"), embedder=None)
+    assert keyword_only.keyword and keyword_only.semantic == ()
+    semantic_only = retrieve(gen, qp, SearchRequest("psa resit", mode="semantic"), fake_searcher.embedder)
+    assert semantic_only.keyword == () and semantic_only.semantic
+
+
+def test_fuse_order_in_each_mode():
+    found = Candidates(keyword=("a", "b"), semantic=(("c", 0.9), ("a", 0.5), ("d", 0.1)))
+    assert fuse("keyword", found) == [("a", 1 / (RRF_K + 1)), ("b", 1 / (RRF_K + 2))]
+    assert fuse("semantic", found) == [("c", 0.9), ("a", 0.5), ("d", 0.1)]
+    # hybrid: a is found by both; the weak semantic-only d comes after every fused hit
+    assert [cid for cid, _ in fuse("hybrid", found)] == ["a", "c", "b", "d"]
+    assert fuse("hybrid", Candidates()) == []
+
+
+def test_heading_boost_lifts_the_section_whose_heading_is_the_query(fake_searcher):
+    gen = fake_searcher.generation()
+    qp = plan(gen, SearchRequest("which section carries the most marks"))
+    marks = "psa-exam-format#which-section-carries-the-most-marks"
+    found = Candidates(keyword=("psa-exam-format#", "psa-resits#", marks))
+    assert [cid for cid, _ in fuse("keyword", found)][-1] == marks
+    assert rank(gen, "keyword", found, qp)[0][0] == marks
+    semantic = Candidates(semantic=(("psa-resits#", 0.9), (marks, 0.5)))
+    assert [cid for cid, _ in rank(gen, "semantic", semantic, qp)] == ["psa-resits#", marks]  # cosine alone
+
+
+def test_present_groups_by_guide_with_snippets_and_ranks(fake_searcher):
+    gen = fake_searcher.generation()
+    request = SearchRequest("psa bnf", limit=2, category="psa")
+    qp = plan(gen, request)
+    ids = ["psa-exam-format#can-i-use-the-bnf", "psa-resits#", "psa-exam-format#", "study-groups#"]
+    found = Candidates(keyword=(ids[0], ids[2]), semantic=((ids[1], 0.8), (ids[3], 0.1)))
+    response = present(gen, request, qp, found, [(cid, 1.0 / i) for i, cid in enumerate(ids, 1)], started=0.0)
+    assert [h.id for h in response.hits] == ids[:2]  # `limit` sections
+    assert [(g.slug, [h.id for h in g.hits]) for g in response.groups] == [
+        ("psa-exam-format", [ids[0], ids[2]]),
+        ("psa-resits", [ids[1]]),
+    ]  # `limit` guides, each with its sections in rank order
+    first, second = response.hits
+    assert (first.keyword_rank, first.semantic_rank, first.weak) == (1, None, False)
+    assert (second.keyword_rank, second.semantic_rank, second.semantic_score, second.weak) == (None, 1, 0.8, False)
+    assert "<mark>" in first.snippet and response.confident
+    assert response.filters == {"category": "psa", "tag": None} and response.coverage is not None
+    weak = present(gen, request, qp, Candidates(semantic=((ids[3], 0.1),)), [(ids[3], 0.1)], started=0.0)
+    assert weak.hits[0].weak and not weak.confident
 
 
 def test_acronym_and_expansion_are_one_concept(fake_searcher):
@@ -109,17 +230,17 @@ def test_acronym_and_expansion_are_one_concept(fake_searcher):
     assert gen.units(["FY1"])[0].term.term == "F1"  # aliases too
     for mode in ("keyword", "semantic", "hybrid"):
         a, b = (
-            fake_searcher.search("PSA resit", mode=mode),
-            fake_searcher.search("Prescribing Safety Assessment resit", mode=mode),
+            fake_searcher.search(SearchRequest("PSA resit", mode=mode)),
+            fake_searcher.search(SearchRequest("Prescribing Safety Assessment resit", mode=mode)),
         )
         assert [h.id for h in a.hits] == [h.id for h in b.hits] and a.hits
-    res = fake_searcher.search("PSA")
+    res = fake_searcher.search(SearchRequest("PSA"))
     assert res.expansions == ("Prescribing Safety Assessment",) and "Prescribing Safety Assessment" in res.highlight
 
 
 def test_expansion_counts_as_one_word_and_does_not_swamp_the_query(fake_searcher):
     # "PSA" must not outweigh "question banks": the study-group section about question banks wins
-    hits = fake_searcher.search("PSA question banks", mode="keyword").hits
+    hits = fake_searcher.search(SearchRequest("PSA question banks", mode="keyword")).hits
     assert hits[0].slug == "study-groups"
 
 
@@ -152,23 +273,23 @@ def test_clear_short_form_of_a_long_name(fake_searcher):
 
 
 def test_typo_is_searched_corrected_and_reported(fake_searcher):
-    res = fake_searcher.search("how long is the presribing saftey assesment")
+    res = fake_searcher.search(SearchRequest("how long is the presribing saftey assesment"))
     assert res.corrected and res.did_you_mean == "how long is the prescribing safety assessment"
     assert res.hits[0].slug == "psa-exam-format"
-    off = fake_searcher.search("how long is the presribing saftey assesment", spellcheck=False)
+    off = fake_searcher.search(SearchRequest("how long is the presribing saftey assesment", spellcheck=False))
     assert off.did_you_mean == res.did_you_mean and off.corrected is False  # offered, not applied
-    kw = fake_searcher.search("presribing", mode="keyword", spellcheck=False)
+    kw = fake_searcher.search(SearchRequest("presribing", mode="keyword", spellcheck=False))
     assert kw.hits == ()  # nothing matches the misspelling itself
 
 
 @pytest.mark.parametrize("query", ["Resits for the Prescribng exam", "CCL19 in dLNs", "zxqv blorf"])
 def test_no_correction_for_names_identifiers_or_hopeless_words(fake_searcher, query):
-    res = fake_searcher.search(query, mode="keyword")
+    res = fake_searcher.search(SearchRequest(query, mode="keyword"))
     assert res.did_you_mean is None and not res.corrected
 
 
 def test_nonsense_is_not_confident(fake_searcher):
-    res = fake_searcher.search("zxqv blorf")
+    res = fake_searcher.search(SearchRequest("zxqv blorf"))
     assert res.confident is False and all(h.weak or h.keyword_rank is None for h in res.hits)
 
 
@@ -180,16 +301,16 @@ def test_rewrite_query_leaves_quoted_phrases_alone():
 
 
 def test_section_whose_heading_is_the_question_comes_first(fake_searcher):
-    res = fake_searcher.search("how long is the PSA and how many questions", mode="keyword")
+    res = fake_searcher.search(SearchRequest("how long is the PSA and how many questions", mode="keyword"))
     assert res.hits[0].anchor == "how-long-is-the-psa-and-how-many-questions"
-    res = fake_searcher.search("which section carries the most marks", mode="keyword")
+    res = fake_searcher.search(SearchRequest("which section carries the most marks", mode="keyword"))
     assert res.hits[0].anchor == "which-section-carries-the-most-marks"
 
 
 def test_a_guide_title_is_found_by_phrase_and_by_meaning(fake_searcher):
     # "laid out" is only in the title of psa-exam-format: titles are not scored word by word, but a
     # quoted phrase may match them, and every section's embedding carries its guide's title
-    hits = fake_searcher.search('"laid out"', mode="keyword").hits
+    hits = fake_searcher.search(SearchRequest('"laid out"', mode="keyword")).hits
     assert hits and {h.slug for h in hits} == {"psa-exam-format"}
-    assert fake_searcher.search("laid", mode="keyword").hits == ()
-    assert fake_searcher.search("laid", mode="semantic").hits[0].slug == "psa-exam-format"
+    assert fake_searcher.search(SearchRequest("laid", mode="keyword")).hits == ()
+    assert fake_searcher.search(SearchRequest("laid", mode="semantic")).hits[0].slug == "psa-exam-format"

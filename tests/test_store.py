@@ -4,8 +4,9 @@ import datetime as dt
 import os
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import insert, inspect, select
 
+from kb.errors import StoreError
 from kb.store import (
     ClickEvent,
     Recorder,
@@ -18,6 +19,7 @@ from kb.store import (
     new_search_id,
     normalise_query,
     searches,
+    settings_table,
 )
 from tests.pg_server import TemporaryPostgres
 
@@ -66,6 +68,36 @@ def test_store_backend_is_what_was_asked(store):
     assert store.dialect in ("sqlite", "postgresql")
     store.ensure_schema()
     assert {"searches", "clicks", "feedback", "kb_settings"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_settings_hold_only_what_is_read_and_old_rows_do_no_harm(store):
+    key = store.secret()
+    with store.engine.connect() as conn:
+        assert [k for (k,) in conn.execute(select(settings_table.c.key))] == ["form_secret"]
+    with store.engine.begin() as conn:  # a database written before schema_version was dropped
+        conn.execute(insert(settings_table).values(key="schema_version", value="1"))
+    again = Store(store.url, retention_days=30)
+    try:
+        assert again.secret() == key
+        search(again, "after the upgrade", 1)
+        assert again.report(guides=GUIDES)["totals"]["searches"] == 1
+    finally:
+        again.dispose()
+
+
+def test_database_failures_are_store_errors(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the database folder should be")
+    store = Store(f"sqlite:///{blocker / 'analytics.sqlite3'}")
+    with pytest.raises(StoreError) as info:  # the folder cannot be made
+        store.secret()
+    assert isinstance(info.value.__cause__, OSError) and info.value.status == 503
+    db = tmp_path / "analytics.sqlite3"
+    Store(f"sqlite:///{db}").ensure_schema()
+    read_only = Store(f"sqlite:///file:{db}?mode=ro&uri=true")
+    with pytest.raises(StoreError) as info:  # what SQLAlchemy raised, as the library's own error
+        read_only.add_feedback("psa-resits", True)
+    assert "readonly database" in info.value.message and info.value.__cause__.__class__.__name__ == "OperationalError"
 
 
 def test_report_lists_top_zero_result_unclicked_queries_and_guides(store):

@@ -1,4 +1,4 @@
-"""The only module that imports whoosh: BM25F keyword index over chunks, with phrases and filters."""
+"""The only module that imports whoosh: BM25F keyword index over chunks, with phrases and glossary concepts."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
 from whoosh import index as windex
 from whoosh import query as Q
 from whoosh import scoring
@@ -42,7 +40,7 @@ POSTINGS_FILE = "postings.npz"
 def _cached_column_reader(self, fieldname, column):
     """whoosh's W3PerDocReader._cached_reader, remembering that a column is absent as well.
 
-    Unpatched, every posting of a field without a lengths column (the spelling field) costs a
+    Unpatched, every posting of a field without a lengths column (id, slug, category, tags) costs a
     filesystem stat while a segment is written or read; a segment's columns never change.
     Measured: 10-25 % of the CPU time of building the keyword index.
     """
@@ -83,7 +81,7 @@ def schema() -> Schema:
         tags=KEYWORD(stored=True, commas=True, lowercase=True),
         title=TEXT(analyzer=ANALYZER, phrase=True),
         heading=TEXT(analyzer=ANALYZER, phrase=True),
-        body=TEXT(analyzer=ANALYZER, phrase=True, spelling=True),
+        body=TEXT(analyzer=ANALYZER, phrase=True),
     )
 
 
@@ -136,7 +134,7 @@ def stem(word: str) -> str | None:
 
 @dataclass(frozen=True)
 class KeywordQuery:
-    """What to look for: weighted free text, glossary concepts, required phrases, optional filters.
+    """What to look for: weighted free text, glossary concepts, required phrases.
 
     A concept is a tuple of alternative (form, weight) pairs, e.g. ("PSA", 1.0) and ("Prescribing
     Safety Assessment", 1.0): a section scores for the best form it contains, and a multi-word form
@@ -146,8 +144,6 @@ class KeywordQuery:
 
     should: tuple[tuple[str, float], ...] = ()
     phrases: tuple[str, ...] = ()
-    category: str | None = None
-    tag: str | None = None
     fields: tuple[str, ...] = field(default=QUERY_FIELDS)
     phrase_fields: tuple[str, ...] = field(default=PHRASE_FIELDS)
     concepts: tuple[tuple[tuple[str, float], ...], ...] = ()
@@ -234,27 +230,14 @@ class KeywordIndex:
         return Q.AndMaybe(required, Q.Or(terms)) if terms else required
 
     def search(self, kq: KeywordQuery, limit: int = 50) -> list[tuple[str, float]]:
-        """Run the query; returns [(chunk id, BM25F score)] best first."""
+        """Run the query; returns [(chunk id, BM25F score)] best first (ties by document number)."""
         query = self._build(kq)
         if query is None:
             return []
-        filters = []
-        if kq.category:
-            filters.append(Q.Term("category", kq.category))
-        if kq.tag:
-            filters.append(Q.Term("tags", kq.tag.lower()))
-        flt = Q.And(filters) if filters else None
         if self._postings is not None:
-            return self._postings.search(query, self._searcher(), limit, flt)
-        results = self._searcher().search(query, limit=limit, filter=flt)
+            return self._postings.search(query, self._searcher(), limit)
+        results = self._searcher().search(query, limit=limit)
         return [(hit["id"], float(hit.score)) for hit in results]
-
-    def suggest(self, word: str, limit: int = 1) -> list[str]:
-        """Spelling suggestions for one word from the indexed body vocabulary."""
-        if self._postings is not None and self._postings.spell_words is not None:
-            return self._postings.suggest(word.lower(), limit, 2)
-        corrector = self._searcher().corrector("body")
-        return list(corrector.suggest(word.lower(), limit=limit, maxdist=2))
 
     def has_term(self, word: str) -> bool:
         reader = self._searcher().reader()
@@ -316,11 +299,6 @@ def export_postings(path: Path) -> None:
             arrays[f"{name}.idf"] = np.asarray(idfs, dtype=np.float64)
             arrays[f"{name}.length"] = np.asarray([r.doc_field_length(d, name, 1) for d in range(n)], dtype=np.float32)
             arrays[f"{name}.avgfl"] = np.asarray(s.avg_field_length(name) or 1, dtype=np.float64)
-        # the spelling vocabulary whoosh's corrector walks, with the frequency it ranks by
-        spell = r.schema["body"].spelling_fieldname("body")
-        words = list(r.lexicon(spell)) if spell in r.schema else []
-        arrays["spell.words"] = _pack([w.decode("utf-8") for w in words])
-        arrays["spell.freq"] = np.asarray([r.frequency("body", w) for w in words], dtype=np.float64)
     tmp = path / (POSTINGS_FILE + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path / POSTINGS_FILE)
@@ -355,20 +333,6 @@ class PostingsScorer:
             self.ids = _unpack(data["ids"])
             self.n = len(self.ids)
             self.fields = {name: _Field(data, name) for name in SCORED_FIELDS}
-            self.spell_words = _unpack(data["spell.words"]) if "spell.words" in data.files else None
-            self.spell_freq = data["spell.freq"].tolist() if "spell.words" in data.files else []
-        self._filters: dict[str, np.ndarray] = {}
-
-    def suggest(self, word: str, limit: int, maxdist: int) -> list[str]:
-        """whoosh's ReaderCorrector.suggest, with rapidfuzz finding the words within `maxdist` edits.
-
-        Same candidates (Levenshtein distance, no prefix) and the same ranking: the score whoosh
-        gives, -(maxdist + 0.5 / frequency), ties going to the word that sorts last, as its heap does.
-        """
-        found = process.extract(word, self.spell_words, scorer=Levenshtein.distance, score_cutoff=maxdist, limit=None)
-        items = [(0 - (maxdist + (1.0 / (self.spell_freq[i] or 1) * 0.5)), w) for w, _, i in found]
-        top = sorted(items, reverse=True)[:limit]
-        return [w for _, w in sorted(top, key=lambda x: (0 - x[0], x[1]))]
 
     def _term(self, q: Q.Term, scores: np.ndarray, matched: np.ndarray) -> None:
         f = self.fields[q.fieldname]
@@ -469,22 +433,9 @@ class PostingsScorer:
             matched[docnum] = True
         return scores, matched
 
-    def _filter(self, flt, searcher) -> np.ndarray:
-        key = repr(flt)
-        mask = self._filters.get(key)
-        if mask is None:
-            mask = np.zeros(self.n, dtype=bool)
-            mask[list(searcher.docs_for_query(flt))] = True
-            if len(self._filters) > 256:
-                self._filters.clear()
-            self._filters[key] = mask
-        return mask
-
-    def search(self, query, searcher, limit: int, flt=None) -> list[tuple[str, float]]:
-        """The top `limit` [(chunk id, score)] for a whoosh query, optionally within a filter query."""
+    def search(self, query, searcher, limit: int) -> list[tuple[str, float]]:
+        """The top `limit` [(chunk id, score)] for a whoosh query."""
         scores, matched = self._eval(query, searcher)
-        if flt is not None:
-            matched &= self._filter(flt, searcher)
         cand = np.flatnonzero(matched)
         if len(cand) > limit:
             s = scores[cand]

@@ -16,6 +16,7 @@ import yaml
 
 from kb.content.chunking import Chunk
 from kb.errors import ContentError, Problem
+from kb.search.request import SearchRequest
 
 K = 10
 BEIR_CATEGORY = "corpus"
@@ -436,7 +437,7 @@ def evaluate(
         results = []
         for n, j in enumerate(judged, 1):
             started = time.perf_counter()
-            response = searcher.search(j.query, limit=k, mode=mode)
+            response = searcher.search(SearchRequest(j.query, limit=k, mode=mode))
             ms = (time.perf_counter() - started) * 1000
             ranked = [(g.slug, g.hits[0].anchor) for g in response.groups]
             result = score_query(j, ranked, ms, k, response.did_you_mean)
@@ -462,7 +463,7 @@ def verdicts(searcher, items: Sequence[Unanswerable], mode: str = "hybrid", k: i
     """The coverage verdict the site gives each unanswerable question, by its id."""
     out = {}
     for u in items:
-        response = searcher.search(u.query, limit=k, mode=mode)
+        response = searcher.search(SearchRequest(u.query, limit=k, mode=mode))
         out[u.qid] = response.coverage.verdict
     return out
 
@@ -656,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problems:
                 say("The labelled queries name guides or sections that do not exist:\n  " + "\n  ".join(problems))
                 return 2
-        searcher.search("warm up", limit=K, mode="hybrid")
+        searcher.search(SearchRequest("warm up", limit=K, mode="hybrid"))
         say(f"Evaluating {len(judged)} queries in {', '.join(modes)} mode ...")
         scores = evaluate(searcher, judged, modes)
         answers = None

@@ -130,5 +130,5 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
 
     @app.template_filter("safe_snippet")
     def safe_snippet(value: str) -> Markup:
-        # snippets are built escaped by kb.search.pipeline.make_snippet; only <mark> is added there
+        # snippets are built escaped by kb.search.present.make_snippet; only <mark> is added there
         return Markup(value)

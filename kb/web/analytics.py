@@ -17,15 +17,19 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, jsonify, redirect, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy.exc import SQLAlchemyError
 
-from kb.errors import KBError, NotFoundError, QueryError
+from kb.errors import KBError, NotFoundError, QueryError, StoreError
 from kb.store import SEARCH_ID, ClickEvent, Recorder, SearchEvent, Store, database_url, new_search_id, redact_url
 from kb.web import bp, error_response, kb
+
+if TYPE_CHECKING:
+    from kb.search.present import SearchResponse
+    from kb.search.request import SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,7 @@ class Analytics:
         self._key_fetching = False
 
     # ---- searches and clicks ----------------------------------------------------------------------
-    def log_search(self, params: dict, response, source: str) -> str | None:
+    def log_search(self, request: SearchRequest, response: SearchResponse, source: str) -> str | None:
         """Record a search (never raises); returns its id for result links, or None when logging is off.
 
         As-you-type requests (`source == "live"`) are not recorded: a search typed letter by letter
@@ -135,12 +139,12 @@ class Analytics:
             self.recorder.submit(
                 SearchEvent(
                     search_id,
-                    params["q"],
-                    params["mode"],
+                    request.query,
+                    request.mode,
                     len(response.groups),
                     response.took_ms,
-                    params.get("category"),
-                    params.get("tag"),
+                    request.category,
+                    request.tag,
                     source,
                     at=self.store.now(),
                     coverage=response.coverage.verdict,
@@ -183,7 +187,7 @@ class Analytics:
             log.warning(
                 "feedback forms cannot be signed until the database answers (%s: %s); asking again in %g s",
                 redact_url(self.store.url),
-                exc.__class__.__name__,
+                (exc.__cause__ if isinstance(exc, StoreError) else exc).__class__.__name__,
                 KEY_RETRY_INTERVAL,
             )
             raise StoreUnavailable(FEEDBACK_UNAVAILABLE) from exc
@@ -304,8 +308,10 @@ def _feedback(slug: str):
         raise RateLimited(f"thanks, but that is a lot of feedback at once; please try again in {wait} seconds", wait)
     try:
         a.store.add_feedback(slug, helpful_raw == "yes", comment)
-    except SQLAlchemyError as exc:
-        log.error("could not store feedback in %s: %s", redact_url(a.store.url), exc.__class__.__name__)
+    except StoreError as exc:
+        log.error(
+            "could not store feedback in %s: %s", redact_url(a.store.url), (exc.__cause__ or exc).__class__.__name__
+        )
         raise StoreUnavailable("your feedback could not be saved just now; please try again later") from exc
     if _wants_json():
         return jsonify({"ok": True, "slug": slug, "helpful": helpful_raw == "yes"})

@@ -37,15 +37,11 @@ def _guide_data(slug: str) -> dict:
     g = k.library.guide(slug)
     rendered = k.library.render(g)
     snap = k.library.snapshot()
-    related = []
-    try:
-        related = [
-            {"slug": s, "title": t, "url": f"/guides/{s}", "summary": snap.by_slug[s].summary}
-            for s, t, _ in k.searcher.related(slug, 4)
-            if s in snap.by_slug
-        ]
-    except Exception:  # related guides are a nicety; a missing index must not break reading
-        related = []
+    related = [
+        {"slug": s, "title": t, "url": f"/guides/{s}", "summary": snap.by_slug[s].summary}
+        for s, t in k.related(slug, 4)
+        if s in snap.by_slug
+    ]
     today = k.today()
     data = g.as_dict()
     data.update(
@@ -68,11 +64,11 @@ def _search_data(source: str) -> dict:
     if request.headers.get("X-Requested-With") == "live-search" or request.args.get("live") == "1":
         source = "live"  # as-you-type: not recorded unless a result is followed
     k = kb()
-    params = k.search_params(request.args)
-    response = k.search(params)
+    search = k.search_request(request.args)
+    response = k.search(search)
     data = response.as_dict()
-    data["limit"] = params["limit"]
-    data["search_id"] = analytics().log_search(params, response, source)
+    data["limit"] = search.limit
+    data["search_id"] = analytics().log_search(search, response, source)
     return data
 
 
