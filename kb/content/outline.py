@@ -176,12 +176,12 @@ class Outline:
             dataclasses.replace(h, anchor=next(anchors, "")) if low <= h.level <= high else h for h in self.headings
         )
         split = [h for h in self.headings if h.level >= low]
-        levels = [level for level, _, _ in toc]
-        if [h.level for h in split] == levels:
+        if [h.level for h in split] == [level for level, _, _ in toc]:
             return dataclasses.replace(self, headings=headings), None
+        # where they part: the first heading whose level differs, or whose page title is not among its words
         k = next(
-            (k for k, (h, level) in enumerate(zip(split, levels, strict=False)) if h.level != level),
-            min(len(split), len(levels)),
+            (k for k, (h, entry) in enumerate(zip(split, toc, strict=False)) if not _same_heading(h, entry)),
+            min(len(split), len(toc)),
         )
         line = split[min(k, len(split) - 1)].line if split else self.first_line
         problem = Problem(
@@ -195,3 +195,14 @@ class Outline:
             "structure.anchors",
         )
         return dataclasses.replace(self, headings=headings), problem
+
+
+def _letters(text: str) -> str:
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+def _same_heading(heading: Heading, entry: tuple[int, str, str]) -> bool:
+    """Whether a table of contents entry (level, anchor, title) is plausibly this heading: the title is the
+    heading's text with its Markdown rendered, so its letters and digits are usually found in the source's.
+    Only locates a disagreement already found, so a miss (a link's address) just reports an earlier line."""
+    return heading.level == entry[0] and _letters(entry[2]) in _letters(heading.text)

@@ -53,7 +53,8 @@ BUILD_COMMAND = "python scripts/build_index.py"
 # them is byte-identical; any edit to parsing, rendering or chunking re-chunks every guide.
 CHUNKER_FINGERPRINT = hashlib.sha256(
     b"".join(
-        (Path(__file__).parents[1] / "content" / name).read_bytes() for name in ("guide.py", "render.py", "chunking.py")
+        (Path(__file__).parents[1] / "content" / name).read_bytes()
+        for name in ("guide.py", "outline.py", "render.py", "chunking.py")
     )
 ).hexdigest()[:16]
 # A retired generation stays on disk this long, for servers finishing requests on it (see _cleanup).

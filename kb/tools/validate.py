@@ -996,6 +996,52 @@ def _mtime(path: Path) -> int:
         return 0
 
 
+def _scope(
+    paths: Iterable[Path | str] | None, content_dir: Path, all_paths: list[Path]
+) -> tuple[set[Path] | None, list[Problem]]:
+    """The guide files `paths` name (None: every guide), and a problem for each path that is not a guide."""
+    if paths is None:
+        return None, []
+    scope: set[Path] | None = set()
+    bad_args: list[Problem] = []
+    for raw in paths:
+        p = Path(raw).resolve()
+        if not p.exists():
+            bad_args.append(Problem(str(raw), 0, 0, "error", "no such file", "check the path", "file.missing"))
+        elif p.is_dir():
+            scope |= {q.resolve() for q in guide_paths(content_dir) if q.resolve().is_relative_to(p)}
+        elif not p.is_relative_to(content_dir):
+            bad_args.append(
+                Problem(
+                    str(raw),
+                    0,
+                    0,
+                    "error",
+                    "not in the content folder",
+                    f"guides live under {content_dir}",
+                    "file.location",
+                )
+            )
+        elif p.name in ("taxonomy.yml", "glossary.yml"):
+            scope = None  # a shared file affects every guide
+            break
+        elif p.suffix == ".md" and p in {q.resolve() for q in all_paths}:
+            scope.add(p)
+        else:
+            bad_args.append(
+                Problem(
+                    str(raw),
+                    0,
+                    0,
+                    "warning",
+                    "not a guide, so not checked (files starting with '_' are templates)",
+                    "",
+                    "file.not-a-guide",
+                )
+            )
+    return scope, bad_args
+
+
 # ---- the whole check -----------------------------------------------------------------------------
 def check_content(
     content_dir: Path | str,
@@ -1035,46 +1081,8 @@ def check_content(
     all_paths = guide_paths(content_dir)
     sources = {p.resolve(): s for p in all_paths if (s := read_source(p.resolve(), content_dir, problems))}
 
-    scope: set[Path] | None = None
+    scope, bad_args = _scope(paths, content_dir, all_paths)
     errors_everywhere = False
-    bad_args: list[Problem] = []
-    if paths is not None:
-        scope = set()
-        for raw in paths:
-            p = Path(raw).resolve()
-            if not p.exists():
-                bad_args.append(Problem(str(raw), 0, 0, "error", "no such file", "check the path", "file.missing"))
-            elif p.is_dir():
-                scope |= {q.resolve() for q in guide_paths(content_dir) if q.resolve().is_relative_to(p)}
-            elif not p.is_relative_to(content_dir):
-                bad_args.append(
-                    Problem(
-                        str(raw),
-                        0,
-                        0,
-                        "error",
-                        "not in the content folder",
-                        f"guides live under {content_dir}",
-                        "file.location",
-                    )
-                )
-            elif p.name in ("taxonomy.yml", "glossary.yml"):
-                scope = None  # a shared file affects every guide
-                break
-            elif p.suffix == ".md" and p in {q.resolve() for q in all_paths}:
-                scope.add(p)
-            else:
-                bad_args.append(
-                    Problem(
-                        str(raw),
-                        0,
-                        0,
-                        "warning",
-                        "not a guide, so not checked (files starting with '_' are templates)",
-                        "",
-                        "file.not-a-guide",
-                    )
-                )
     if changed is not None:
         changed_paths, shared = changed
         errors_everywhere = True
