@@ -187,7 +187,8 @@ class Taxonomy:
 
 @dataclass(frozen=True)
 class Guide:
-    """One parsed guide. `body` is the markdown after the front matter."""
+    """One parsed guide. `body` is the markdown after the front matter; `outline` its headings and
+    sections, scanned once here for the chunker (kb.content.outline)."""
 
     slug: str
     category: str
