@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from kb import clock
-from kb.content.outline import Outline, mask_markdown
+from kb.content.outline import HEADING_RE, SETEXT_RE, Outline, mask_markdown
 from kb.errors import ContentError, Problem
 
 log = logging.getLogger(__name__)
@@ -362,8 +362,6 @@ SCHEME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 LINK_SCHEMES = ("https", "http", "mailto")
 IMAGE_SCHEMES = ("https", "http")
 
-HEADING_START_RE = re.compile(r"^ {0,3}#{1,6}(?=[ \t]|$)", re.M)
-SETEXT_UNDERLINE_RE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$", re.M)
 HTML_TAG_START_RE = re.compile(r"<[A-Za-z/!?]")
 MARKUP_CHARS = ("\\", "`", "*", "_", "[", "!", "<", "&")
 ORDERED_MARKER_RE = re.compile(r"\d{1,9}[.)](?=[ \t]|$)")
@@ -470,8 +468,8 @@ def limit_problems(body: str, body_line: int, shown: str) -> list[Problem]:
                 "body.nesting",
             )
         offset += len(line) + 1
-    headings = [m.start() for m in HEADING_START_RE.finditer(body)]
-    for m in SETEXT_UNDERLINE_RE.finditer(body):
+    headings = [m.start() for m in HEADING_RE.finditer(body)]
+    for m in SETEXT_RE.finditer(body):
         above = body.rfind("\n", 0, max(m.start() - 1, 0))
         if m.start() > 0 and body[above + 1 : m.start() - 1].strip():
             headings.append(m.start())

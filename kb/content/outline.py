@@ -16,9 +16,9 @@ TOC_LEVELS = (2, 4)
 FENCE_RE = re.compile(r"^ {0,3}(```+|~~~+)")
 INLINE_CODE_RE = re.compile(r"(`+)(.+?)\1")
 COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
-# `(.*)` and not `(.*?)[ \t]*$`: the lazy form backtracks quadratically on a long run of spaces
-HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
-SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+# Multi-line, so kb.content.guide counts headings over a whole body with them
+HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)", re.M)
+SETEXT_RE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$", re.M)
 LIST_OR_TABLE_RE = re.compile(r"^\s*([-*+]|\d+[.)]|\|)")
 
 
