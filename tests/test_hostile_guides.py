@@ -255,6 +255,49 @@ def test_l11_too_many_headings_are_refused_at_the_first_one_over(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "body, index, code, message, fix",
+    [
+        (
+            "## Question?\n\nText.\n\n### Detail?\n\nx\n\n#### Finer?\n\ny\n\n##### Finest?\n\nz\n",
+            12,
+            "structure.depth",
+            "level-5 heading: guides use at most four levels",
+            "use '##', '###' or '####'",
+        ),
+        (
+            "Question?\n---------\n\nText.\n",
+            0,
+            "structure.setext",
+            "underlined heading: search only splits guides at '## ' headings",
+            "write it as '## Question?'",
+        ),
+    ],
+)
+def test_l11_headings_the_page_cannot_anchor_are_refused(tmp_path, body, index, code, message, fix):
+    # the page's table of contents anchors levels 2-4 and underlined headings; the chunker split at
+    # '##'-'######' lines only, so either shifted every later search link in the guide
+    hit = refused_everywhere(tmp_path, FRONT + INTRO + body, code)
+    assert (hit.line, hit.col) == (BODY_LINE + 2 + index, 1)  # the heading's line, after the two of INTRO
+    assert hit.message == message and hit.hint.startswith(fix)
+
+
+def test_l11_a_heading_the_chunker_and_page_see_differently_stops_the_build_and_the_checker(tmp_path):
+    # a heading inside a quote is on the page's table of contents; the guide's outline does not see it
+    body = INTRO + "## First?\n\nText.\n\n> ## Quoted?\n>\n> Text.\n\n## Last?\n\nText.\n"
+    content = content_with(tmp_path, FRONT + body)
+    guides, problems = load_guides(content)
+    assert "hostile-guide" in {g.slug for g in guides} and not errors_for(problems)
+    with pytest.raises(ContentError) as info:
+        build_index(content, tmp_path / "index", HashEmbedder())
+    (hit,) = info.value.problems
+    assert hit.code == "structure.anchors" and hit.path.endswith("hostile-guide.md")
+    assert (hit.line, hit.col) == (BODY_LINE + 10, 1)  # '## Last?': the page gave its anchor to the quoted heading
+    assert not (tmp_path / "index" / "current").exists()
+    report = check_content(content, options=CheckOptions(duplicates=False))
+    assert hit in report.problems and report.exit_code == 1
+
+
+@pytest.mark.parametrize(
     "body, code",
     [
         ("a\n" * (kc.MAX_LINES + 1), "body.lines"),

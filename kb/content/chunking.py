@@ -1,4 +1,4 @@
-"""Guide -> one Chunk per heading section (id "slug#anchor"); long sections split by paragraph."""
+"""Guide -> one Chunk per section of its outline (id "slug#anchor"); long sections split by paragraph."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import re
 from dataclasses import dataclass
 
 from kb.content.guide import Guide
+from kb.content.outline import TOC_LEVELS, Heading
 from kb.content.render import Rendered
+from kb.errors import ContentError
 
 MAX_CHARS = 1200
-HEADING_RE = re.compile(r"^(#{2,6})[ \t]+(.+)$")
-FENCE_RE = re.compile(r"^(```|~~~)")
 
 
 @dataclass(frozen=True)
@@ -103,28 +103,6 @@ def plain_text(markdown_text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _heading_text(raw: str) -> str:
-    """A heading's text without its closing '#'s: what `(.+?)[ \t#]*$` would keep, without the regex's
-    quadratic backtracking on a long run of spaces."""
-    kept = raw.rstrip(" \t#")
-    return (kept or raw[0]).strip()
-
-
-def _sections(body: str) -> list[tuple[int, str, list[str]]]:
-    """Split markdown into (level, heading text, lines); level 0 is the intro before any heading."""
-    sections: list[tuple[int, str, list[str]]] = [(0, "", [])]
-    in_fence = False
-    for line in body.splitlines():
-        if FENCE_RE.match(line.strip()):
-            in_fence = not in_fence
-        m = None if in_fence else HEADING_RE.match(line)
-        if m:
-            sections.append((len(m.group(1)), _heading_text(m.group(2)), []))
-        else:
-            sections[-1][2].append(line)
-    return sections
-
-
 def _split(text: str, max_chars: int) -> list[str]:
     if len(text) <= max_chars:
         return [text]
@@ -150,27 +128,27 @@ def _split(text: str, max_chars: int) -> list[str]:
 
 
 def chunk_guide(guide: Guide, rendered: Rendered, max_chars: int = MAX_CHARS) -> list[Chunk]:
-    """Chunk a guide by heading; anchors come from the rendered HTML so links always resolve."""
-    sections = _sections(guide.body)
-    anchors = list(rendered.headings)
+    """Chunk a guide at the headings of its outline; anchors come from the rendered page, so links always resolve.
+
+    Raises:
+        ContentError: The page's table of contents does not give every heading the chunker splits at
+            its anchor, in order (a link to a section would land on another).
+    """
+    outline, problem = guide.outline.anchored(rendered.headings, guide.path)
+    if problem is not None:
+        raise ContentError([problem])
     chunks: list[Chunk] = []
-    path: list[tuple[int, str]] = []
-    heading_index = 0
-    for level, heading, lines in sections:
-        if level:
-            anchor = anchors[heading_index][1] if heading_index < len(anchors) else ""
-            heading_index += 1
-            path = [p for p in path if p[0] < level] + [(level, heading)]
-            heading_text = plain_text(heading)
-        else:
-            anchor = ""
-            heading_text = ""
-        text = plain_text("\n".join(lines))
-        if level == 0:
+    path: list[Heading] = []
+    for heading, start, end in outline.sections(min_level=TOC_LEVELS[0]):
+        text = plain_text("\n".join(outline.lines[start:end]))
+        if heading is None:
             text = f"{guide.summary}\n\n{text}".strip()
+        else:
+            path = [h for h in path if h.level < heading.level] + [heading]
         if not text:
             continue
         for part_no, part in enumerate(_split(text, max_chars)):
+            anchor = heading.anchor if heading else ""
             base = f"{guide.slug}#{anchor}"
             chunks.append(
                 Chunk(
@@ -180,8 +158,8 @@ def chunk_guide(guide: Guide, rendered: Rendered, max_chars: int = MAX_CHARS) ->
                     category=guide.category,
                     tags=guide.tags,
                     anchor=anchor,
-                    heading=heading_text,
-                    heading_path=tuple(plain_text(h) for _, h in path) if level else (),
+                    heading=plain_text(heading.text) if heading else "",
+                    heading_path=tuple(plain_text(h.text) for h in path) if heading else (),
                     text=part,
                     position=len(chunks),
                 )

@@ -166,6 +166,24 @@ class Glossary:
         return out
 
 
+def _count_word_sequences(wanted: set[tuple[str, ...]], texts: Iterable[str]) -> dict[tuple[str, ...], int]:
+    """How often each casefolded word sequence in `wanted` occurs in `texts`."""
+    # the lengths of wanted word sequences by their first word: most words start none, so the
+    # scan below costs one set lookup per word of text
+    starts: dict[str, set[int]] = {}
+    for k in wanted:
+        starts.setdefault(k[0], set()).add(len(k))
+    counts: dict[tuple[str, ...], int] = {}
+    for text in texts:
+        tokens = [w.casefold() for w in WORD_RE.findall(text)]
+        for i, tok in enumerate(tokens):
+            for n in starts.get(tok, ()):
+                gram = tuple(tokens[i : i + n])
+                if len(gram) == n and gram in wanted:
+                    counts[gram] = counts.get(gram, 0) + 1
+    return counts
+
+
 def short_forms(
     terms: Iterable[Term], texts: Iterable[str], is_content_word: Callable[[str], bool]
 ) -> dict[tuple[str, ...], Term]:
@@ -190,23 +208,7 @@ def short_forms(
                 prefixes.setdefault(key[:n], set()).add(key)
     if not prefixes:
         return {}
-    wanted = set(names) | set(prefixes)
-    # the lengths of wanted word sequences by their first word: most words start none, so the
-    # scan below costs one set lookup per word of text
-    starts: dict[str, set[int]] = {}
-    for k in wanted:
-        starts.setdefault(k[0], set()).add(len(k))
-    counts: dict[tuple[str, ...], int] = {}
-    for text in texts:
-        tokens = [w.casefold() for w in WORD_RE.findall(text)]
-        for i, tok in enumerate(tokens):
-            lengths = starts.get(tok)
-            if lengths is None:
-                continue
-            for n in lengths:
-                gram = tuple(tokens[i : i + n])
-                if len(gram) == n and gram in wanted:
-                    counts[gram] = counts.get(gram, 0) + 1
+    counts = _count_word_sequences(set(names) | set(prefixes), texts)
     out: dict[tuple[str, ...], Term] = {}
     for prefix, full_names in prefixes.items():
         found = {names[k].term for k in full_names}

@@ -8,15 +8,15 @@ import logging
 import os
 import re
 import reprlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import frontmatter
 import yaml
 
 from kb import clock
+from kb.content.outline import HEADING_RE, SETEXT_RE, Outline, mask_markdown
 from kb.errors import ContentError, Problem
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,6 @@ def _clip(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class _Handler(frontmatter.YAMLHandler):
-    def load(self, fm: str, **kwargs):
-        return load_yaml(fm)
-
-
 @dataclass(frozen=True)
 class Source:
     title: str
@@ -192,7 +187,8 @@ class Taxonomy:
 
 @dataclass(frozen=True)
 class Guide:
-    """One parsed guide. `body` is the markdown after the front matter."""
+    """One parsed guide. `body` is the markdown after the front matter; `outline` its headings and
+    sections, scanned once here for the chunker (kb.content.outline)."""
 
     slug: str
     category: str
@@ -207,6 +203,7 @@ class Guide:
     path: str
     body_line: int
     content_hash: str
+    outline: Outline = field(compare=False, repr=False)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -356,10 +353,7 @@ def read_text(path: Path, shown: str, problems: list[Problem], content_dir: Path
     return text.replace("\r\n", "\n")
 
 
-# ---- the body: masking, limits and link schemes -------------------------------------------------
-FENCE_RE = re.compile(r"^ {0,3}(```+|~~~+)")
-INLINE_CODE_RE = re.compile(r"(`+)(.+?)\1")
-COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+# ---- the body: limits and link schemes ---------------------------------------------------------
 LINK_RE = re.compile(
     r"(!?)\[((?:[^\[\]\n]|\[[^\]\n]*\])*)\]\(\s*(<[^>\n]*>|[^)\s]*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)"
 )
@@ -368,61 +362,12 @@ SCHEME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 LINK_SCHEMES = ("https", "http", "mailto")
 IMAGE_SCHEMES = ("https", "http")
 
-HEADING_START_RE = re.compile(r"^ {0,3}#{1,6}(?=[ \t]|$)", re.M)
-SETEXT_UNDERLINE_RE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$", re.M)
 HTML_TAG_START_RE = re.compile(r"<[A-Za-z/!?]")
 MARKUP_CHARS = ("\\", "`", "*", "_", "[", "!", "<", "&")
 ORDERED_MARKER_RE = re.compile(r"\d{1,9}[.)](?=[ \t]|$)")
 # An escaped '[' still counts as an opener (the plain-text regexes see it) but an escaped ']' never
 # closes (Python-Markdown does not see it), so the count errs on the side of a deeper nesting.
 BRACKET_TOKEN_RE = re.compile(r"\\[\s\S]|[\[\]()]|\n[ \t]*(?=\n)")
-
-
-def _blank(text: str, start: int, end: int) -> str:
-    return text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
-
-
-def blank_spans(text: str, spans: Iterable[tuple[int, int]]) -> str:
-    """`_blank` for many (start, end) spans in one pass; blanking them one at a time copies the whole text for each."""
-    out: list[str] = []
-    last = 0
-    for start, end in sorted(spans):
-        start = max(start, last)
-        if start >= end:
-            continue
-        out.append(text[last:start])
-        out.append(re.sub(r"[^\n]", " ", text[start:end]))
-        last = end
-    out.append(text[last:])
-    return "".join(out)
-
-
-def mask_markdown(body: str) -> tuple[str, int | None]:
-    """Blank out fenced code, inline code and HTML comments, keeping every offset in place.
-
-    Returns the masked text and the offset of an unclosed `<!--`, if any.
-    """
-    lines = body.split("\n")
-    out: list[str] = []
-    fence: str | None = None
-    for line in lines:
-        m = FENCE_RE.match(line)
-        if fence is None and m:
-            fence = m.group(1)[0] * 3
-            out.append(" " * len(line))
-        elif fence is not None:
-            if line.strip().startswith(fence):
-                fence = None
-            out.append(" " * len(line))
-        else:
-            out.append(INLINE_CODE_RE.sub(lambda mm: " " * len(mm.group(0)), line))
-    joined = "\n".join(out)
-    masked = blank_spans(joined, [m.span() for m in COMMENT_RE.finditer(joined)])
-    unclosed = masked.find("<!--")
-    if unclosed >= 0:
-        masked = _blank(masked, unclosed, len(masked))
-        return masked, unclosed
-    return masked, None
 
 
 def _nesting(line: str) -> int:
@@ -523,8 +468,8 @@ def limit_problems(body: str, body_line: int, shown: str) -> list[Problem]:
                 "body.nesting",
             )
         offset += len(line) + 1
-    headings = [m.start() for m in HEADING_START_RE.finditer(body)]
-    for m in SETEXT_UNDERLINE_RE.finditer(body):
+    headings = [m.start() for m in HEADING_RE.finditer(body)]
+    for m in SETEXT_RE.finditer(body):
         above = body.rfind("\n", 0, max(m.start() - 1, 0))
         if m.start() > 0 and body[above + 1 : m.start() - 1].strip():
             headings.append(m.start())
@@ -634,6 +579,212 @@ def _check_scheme(url: str, start: int, is_image: bool, err) -> None:
         err(start, f"'{_clip(scheme, 30)}:' {what} are not allowed", f"use {target}", "link.scheme")
 
 
+Report = Callable[..., None]  # err(line, message, hint, code, col=1): one error in the guide being parsed
+
+
+def _read_front_matter(fm_text: str, err: Report) -> dict | None:
+    """The front matter's fields, or None once `err` has been told why they cannot be read."""
+    over = _front_matter_limit(fm_text)
+    if over:
+        err(*over)
+        return None
+    try:
+        data = load_yaml(fm_text)
+    except yaml.YAMLError as exc:
+        # an unclosed bracket or quote is reported where it was opened, not at the end of the block;
+        # marks count from the front matter's first line, which is the file's second
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark else 1
+        col = mark.column + 1 if mark else 1
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        hint = getattr(exc, "hint", "check indentation, colons and quotes (quote values containing ': ')")
+        err(line, f"front matter is not valid YAML: {reason}", hint, "front-matter.yaml", col)
+        return None
+    # YAML that is not a mapping (empty, a list, one value) has no fields: each required one is reported missing
+    return data if isinstance(data, dict) else {}
+
+
+def _folder(path: Path, content_dir: Path, taxonomy: Taxonomy, err: Report) -> str:
+    """The category folder a guide sits in ("" when none), after checking its file name and place."""
+    rel = path.relative_to(content_dir) if path.is_relative_to(content_dir) else Path(path.name)
+    if not SLUG_RE.match(path.stem):
+        err(
+            1,
+            f"file name '{path.name}' is not a valid slug",
+            "use lowercase letters, digits and hyphens, e.g. psa-exam-format.md",
+            "file.slug",
+        )
+    if len(rel.parts) != 2:
+        err(
+            1,
+            "guides must live at content/<category>/<slug>.md",
+            f"move the file into one of: {', '.join(taxonomy.categories)}",
+            "file.location",
+        )
+    return rel.parts[0] if len(rel.parts) > 1 else ""
+
+
+class _Fields:
+    """Reads the schema's fields out of a guide's front matter, reporting each problem on its key's line."""
+
+    def __init__(self, meta: dict, fm_text: str, err: Report) -> None:
+        self.meta = meta
+        self.fm_text = fm_text
+        self.err = err
+        self.lines: dict[str, int] = {}
+
+    def line(self, key: str) -> int:
+        """The key's file line; cached, as a long list can report one problem per item."""
+        if key not in self.lines:
+            self.lines[key] = _key_line(self.fm_text, key)
+        return self.lines[key]
+
+    def fail(self, key: str, message: str, hint: str) -> None:
+        self.err(self.line(key), message, hint, f"front-matter.{key}")
+
+    def required(self) -> None:
+        for key in REQUIRED:
+            if key not in self.meta or self.meta[key] in (None, "", []):
+                self.err(
+                    1,
+                    f"missing required field '{key}'",
+                    f"add '{key}:' to the front matter ({_FIELD_HELP[key]})",
+                    f"front-matter.{key}",
+                )
+
+    def too_many(self, key: str, value: list) -> bool:
+        if len(value) > MAX_LIST_ITEMS:
+            self.fail(
+                key, f"'{key}' has {len(value):,} entries; at most {MAX_LIST_ITEMS}", "keep the ones that matter most"
+            )
+        return len(value) > MAX_LIST_ITEMS
+
+    def text(self, key: str, max_len: int) -> str:
+        value = self.meta.get(key)
+        if value in (None, ""):
+            return ""
+        if not isinstance(value, str):
+            self.fail(key, f"'{key}' must be text, got {type(value).__name__}", "put the value in quotes")
+            return _clip(value)
+        if len(value) > max_len:
+            self.fail(key, f"'{key}' is {len(value)} characters; at most {max_len}", "shorten it")
+        return value.strip()
+
+    def category(self, taxonomy: Taxonomy, folder: str) -> object:
+        category = self.meta.get("category")
+        if category in (None, ""):
+            return category
+        if not isinstance(category, str) or category not in taxonomy.categories:
+            self.fail(
+                "category", f"unknown category '{_clip(category)}'", f"use one of: {', '.join(taxonomy.categories)}"
+            )
+        elif folder and category != folder:
+            self.fail(
+                "category",
+                f"category '{_clip(category)}' does not match the folder '{folder}'",
+                f"move the file to content/{category}/ or set category: {folder}",
+            )
+        return category
+
+    def str_list(self, key: str) -> tuple[str, ...]:
+        value = self.meta.get(key)
+        if value in (None, "", []):
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            self.fail(key, f"'{key}' must be a list of text values", f"write it as {key}: [first, second]")
+            return ()
+        if self.too_many(key, value):
+            return ()
+        return tuple(v.strip() for v in value)
+
+    def tags(self, taxonomy: Taxonomy) -> tuple[str, ...]:
+        tags = self.str_list("tags")
+        for tag in tags:
+            if tag not in taxonomy.tags:
+                self.fail(
+                    "tags",
+                    f"unknown tag '{_clip(tag)}'",
+                    "use a tag listed in content/taxonomy.yml, or add it there in the same pull request",
+                )
+        return tags
+
+    def last_reviewed(self, today: dt.date) -> dt.date:
+        reviewed = self.meta.get("last_reviewed")
+        if reviewed in (None, ""):
+            return today
+        if isinstance(reviewed, dt.datetime):
+            reviewed = reviewed.date()
+        if isinstance(reviewed, str):
+            try:
+                reviewed = dt.date.fromisoformat(reviewed.strip())
+            except ValueError:
+                pass
+        if not isinstance(reviewed, dt.date):
+            self.fail(
+                "last_reviewed",
+                f"'last_reviewed' must be an ISO date (YYYY-MM-DD), got '{_clip(reviewed)}'",
+                "e.g. last_reviewed: 2026-11-20",
+            )
+        elif reviewed > today:
+            self.fail(
+                "last_reviewed",
+                f"'last_reviewed' {reviewed.isoformat()} is in the future",
+                f"use the date you checked the facts, on or before {today.isoformat()}",
+            )
+        else:
+            return reviewed
+        return today
+
+    def applies_to(self) -> str:
+        applies_to = self.meta.get("applies_to")
+        if applies_to in (None, ""):
+            return "evergreen"
+        if not isinstance(applies_to, str) or not APPLIES_TO_RE.match(applies_to):
+            self.fail(
+                "applies_to",
+                f"'applies_to' must be 'evergreen' or a cycle like FP2027, got '{_clip(applies_to)}'",
+                "use the foundation programme start year, e.g. applies_to: FP2027",
+            )
+            return "evergreen"
+        return applies_to
+
+    def sources(self) -> tuple[Source, ...]:
+        raw = self.meta.get("sources")
+        if raw in (None, "", []):
+            return ()
+        if not isinstance(raw, list):
+            self.fail("sources", "'sources' must be a list of {title, url} entries", "see the template")
+            return ()
+        if self.too_many("sources", raw):
+            return ()
+        sources: list[Source] = []
+        for i, entry in enumerate(raw, 1):
+            if isinstance(entry, dict) and isinstance(entry.get("title"), str) and isinstance(entry.get("url"), str):
+                url = entry["url"].strip()
+                if not re.match(r"^https?://[^\s/]+\.[^\s]+$", url):
+                    self.fail("sources", f"source {i} has an invalid URL '{_clip(url)}'", "use a full https:// address")
+                sources.append(Source(entry["title"].strip(), url))
+            else:
+                self.fail(
+                    "sources",
+                    f"source {i} must have a 'title' and a 'url'",
+                    'write - title: "Page title" then url: "https://..."',
+                )
+        return tuple(sources)
+
+
+def _body_problems(body: str, body_line: int, shown: str) -> tuple[Outline | None, list[Problem]]:
+    """The body's outline (None when it is over a limit) and its problems: limits, link schemes, and
+    headings the page cannot anchor."""
+    over = limit_problems(body, body_line, shown)
+    if over:
+        return None, over
+    outline = Outline.scan(body, body_line)
+    return outline, scheme_problems(body, body_line, shown) + outline.refusals(shown)
+
+
 def parse_guide(
     path: Path, content_dir: Path, taxonomy: Taxonomy, today: dt.date | None = None
 ) -> tuple[Guide | None, list[Problem]]:
@@ -665,239 +816,42 @@ def parse_guide(
         return None, problems
     fm_text = match.group(1) or ""
     body_line = text[: match.end()].count("\n") + 1
-    body_text = text[match.end() :]
-    over = limit_problems(body_text, body_line, shown)
-    problems.extend(over or scheme_problems(body_text, body_line, shown))
-    fm_over = _front_matter_limit(fm_text)
-    if fm_over:
-        err(*fm_over)
+    outline, found = _body_problems(text[match.end() :], body_line, shown)
+    problems.extend(found)
+    meta = _read_front_matter(fm_text, err)
+    if meta is None:
         return None, problems
-    try:
-        post = frontmatter.loads(text, handler=_Handler())
-        meta = post.metadata
-    except yaml.YAMLError as outer:
-        exc: yaml.YAMLError = outer
-        try:  # re-parse our own slice of the file so marks count from its second line
-            load_yaml(fm_text)
-        except yaml.YAMLError as own:
-            exc = own
-        # an unclosed bracket or quote is reported where it was opened, not at the end of the block
-        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark else 1
-        col = mark.column + 1 if mark else 1
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        hint = getattr(exc, "hint", "check indentation, colons and quotes (quote values containing ': ')")
-        err(line, f"front matter is not valid YAML: {reason}", hint, "front-matter.yaml", col)
-        return None, problems
-    if not isinstance(meta, dict):
-        err(2, "front matter must be a mapping of field: value", "see the template", "front-matter.type")
-        return None, problems
-
-    rel = path.relative_to(content_dir) if path.is_relative_to(content_dir) else Path(path.name)
-    slug = path.stem
-    folder = rel.parts[0] if len(rel.parts) > 1 else ""
-    if not SLUG_RE.match(slug):
-        err(
-            1,
-            f"file name '{path.name}' is not a valid slug",
-            "use lowercase letters, digits and hyphens, e.g. psa-exam-format.md",
-            "file.slug",
-        )
-    if len(rel.parts) != 2:
-        err(
-            1,
-            "guides must live at content/<category>/<slug>.md",
-            f"move the file into one of: {', '.join(taxonomy.categories)}",
-            "file.location",
-        )
-
-    for key in REQUIRED:
-        if key not in meta or meta[key] in (None, "", []):
-            err(
-                1,
-                f"missing required field '{key}'",
-                f"add '{key}:' to the front matter ({_FIELD_HELP[key]})",
-                f"front-matter.{key}",
-            )
-
-    lines: dict[str, int] = {}
-
-    def line(key: str) -> int:  # cached: a long list can report one problem per item
-        if key not in lines:
-            lines[key] = _key_line(fm_text, key)
-        return lines[key]
-
-    def too_many(key: str, value: list) -> bool:
-        if len(value) > MAX_LIST_ITEMS:
-            err(
-                line(key),
-                f"'{key}' has {len(value):,} entries; at most {MAX_LIST_ITEMS}",
-                "keep the ones that matter most",
-                f"front-matter.{key}",
-            )
-        return len(value) > MAX_LIST_ITEMS
-
-    def text_field(key: str, max_len: int) -> str:
-        value = meta.get(key)
-        if value in (None, ""):
-            return ""
-        if not isinstance(value, str):
-            err(
-                line(key),
-                f"'{key}' must be text, got {type(value).__name__}",
-                "put the value in quotes",
-                f"front-matter.{key}",
-            )
-            return _clip(value)
-        if len(value) > max_len:
-            err(
-                line(key), f"'{key}' is {len(value)} characters; at most {max_len}", "shorten it", f"front-matter.{key}"
-            )
-        return value.strip()
-
-    title = text_field("title", 120)
-    summary = text_field("summary", 300)
-
-    category = meta.get("category")
-    if category not in (None, ""):
-        if not isinstance(category, str) or category not in taxonomy.categories:
-            err(
-                line("category"),
-                f"unknown category '{_clip(category)}'",
-                f"use one of: {', '.join(taxonomy.categories)}",
-                "front-matter.category",
-            )
-        elif folder and category != folder:
-            err(
-                line("category"),
-                f"category '{_clip(category)}' does not match the folder '{folder}'",
-                f"move the file to content/{category}/ or set category: {folder}",
-                "front-matter.category",
-            )
-
-    def str_list(key: str) -> tuple[str, ...]:
-        value = meta.get(key)
-        if value in (None, "", []):
-            return ()
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            err(
-                line(key),
-                f"'{key}' must be a list of text values",
-                f"write it as {key}: [first, second]",
-                f"front-matter.{key}",
-            )
-            return ()
-        if too_many(key, value):
-            return ()
-        return tuple(v.strip() for v in value)
-
-    tags = str_list("tags")
-    for tag in tags:
-        if tag not in taxonomy.tags:
-            err(
-                line("tags"),
-                f"unknown tag '{_clip(tag)}'",
-                "use a tag listed in content/taxonomy.yml, or add it there in the same pull request",
-                "front-matter.tags",
-            )
-    authors = str_list("authors")
-
-    reviewed = meta.get("last_reviewed")
-    last_reviewed = today
-    if reviewed not in (None, ""):
-        if isinstance(reviewed, dt.datetime):
-            reviewed = reviewed.date()
-        if isinstance(reviewed, str):
-            try:
-                reviewed = dt.date.fromisoformat(reviewed.strip())
-            except ValueError:
-                pass
-        if not isinstance(reviewed, dt.date):
-            err(
-                line("last_reviewed"),
-                f"'last_reviewed' must be an ISO date (YYYY-MM-DD), got '{_clip(reviewed)}'",
-                "e.g. last_reviewed: 2026-11-20",
-                "front-matter.last_reviewed",
-            )
-        elif reviewed > today:
-            err(
-                line("last_reviewed"),
-                f"'last_reviewed' {reviewed.isoformat()} is in the future",
-                f"use the date you checked the facts, on or before {today.isoformat()}",
-                "front-matter.last_reviewed",
-            )
-        else:
-            last_reviewed = reviewed
-
-    applies_to = meta.get("applies_to")
-    if applies_to not in (None, ""):
-        if not isinstance(applies_to, str) or not APPLIES_TO_RE.match(applies_to):
-            err(
-                line("applies_to"),
-                f"'applies_to' must be 'evergreen' or a cycle like FP2027, got '{_clip(applies_to)}'",
-                "use the foundation programme start year, e.g. applies_to: FP2027",
-                "front-matter.applies_to",
-            )
-            applies_to = "evergreen"
-    else:
-        applies_to = "evergreen"
-
-    sources: list[Source] = []
-    raw_sources = meta.get("sources")
-    if raw_sources not in (None, "", []):
-        if not isinstance(raw_sources, list):
-            err(
-                line("sources"),
-                "'sources' must be a list of {title, url} entries",
-                "see the template",
-                "front-matter.sources",
-            )
-        elif not too_many("sources", raw_sources):
-            for i, entry in enumerate(raw_sources, 1):
-                if (
-                    isinstance(entry, dict)
-                    and isinstance(entry.get("title"), str)
-                    and isinstance(entry.get("url"), str)
-                ):
-                    url = entry["url"].strip()
-                    if not re.match(r"^https?://[^\s/]+\.[^\s]+$", url):
-                        err(
-                            line("sources"),
-                            f"source {i} has an invalid URL '{_clip(url)}'",
-                            "use a full https:// address",
-                            "front-matter.sources",
-                        )
-                    sources.append(Source(entry["title"].strip(), url))
-                else:
-                    err(
-                        line("sources"),
-                        f"source {i} must have a 'title' and a 'url'",
-                        'write - title: "Page title" then url: "https://..."',
-                        "front-matter.sources",
-                    )
-
-    body = post.content
-    if len(body.strip()) < 1:
+    folder = _folder(path, content_dir, taxonomy, err)
+    fields = _Fields(meta, fm_text, err)
+    fields.required()
+    title = fields.text("title", 120)
+    summary = fields.text("summary", 300)
+    category = fields.category(taxonomy, folder)
+    tags = fields.tags(taxonomy)
+    authors = fields.str_list("authors")
+    last_reviewed = fields.last_reviewed(today)
+    applies_to = fields.applies_to()
+    sources = fields.sources()
+    body = text[match.end() :].strip()
+    if not body:
         err(body_line, "the guide has no body text", "write the guide below the front matter", "body.empty")
-
-    if any(p.level == "error" for p in problems):
+    if outline is None or any(p.level == "error" for p in problems):
         return None, problems
     guide = Guide(
-        slug=slug,
+        slug=path.stem,
         category=str(category),
         title=title,
         summary=summary,
         tags=tags,
         authors=authors,
         last_reviewed=last_reviewed,
-        applies_to=str(applies_to),
-        sources=tuple(sources),
+        applies_to=applies_to,
+        sources=sources,
         body=body,
         path=shown,
         body_line=body_line,
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        outline=outline,
     )
     return guide, problems
 

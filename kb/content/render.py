@@ -21,6 +21,7 @@ from markdown.treeprocessors import Treeprocessor
 from markdown.util import AtomicString
 
 from kb.content.glossary import Glossary
+from kb.content.outline import TOC_LEVELS
 from kb.errors import RenderError
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,7 @@ def render_markdown(
         raise RenderError(failed[1])
     md = markdown.Markdown(
         extensions=[*EXTENSIONS, _Abbr(), _PageIdExtension()],
-        extension_configs={"toc": {"slugify": slugify, "toc_depth": "2-4"}},
+        extension_configs={"toc": {"slugify": slugify, "toc_depth": f"{TOC_LEVELS[0]}-{TOC_LEVELS[1]}"}},
         output_format="html",
     )
     started = time.monotonic()

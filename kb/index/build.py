@@ -42,7 +42,8 @@ CHUNKING = {"version": 1, "max_chars": MAX_CHARS, "split": "heading, then paragr
 # them is byte-identical; any edit to parsing, rendering or chunking re-chunks every guide.
 CHUNKER_FINGERPRINT = hashlib.sha256(
     b"".join(
-        (Path(__file__).parents[1] / "content" / name).read_bytes() for name in ("guide.py", "render.py", "chunking.py")
+        (Path(__file__).parents[1] / "content" / name).read_bytes()
+        for name in ("guide.py", "outline.py", "render.py", "chunking.py")
     )
 ).hexdigest()[:16]
 

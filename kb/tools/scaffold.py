@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kb import clock
-from kb.content.guide import FM_RE, SLUG_RE, Taxonomy, is_home_page, load_guides
+from kb.content.guide import FM_RE, SLUG_RE, Guide, Taxonomy, is_home_page, load_guides
 from kb.errors import KBError
 
 TEMPLATE = "_template.md"
@@ -61,6 +61,41 @@ def template_body(content_dir: Path) -> str:
 
 def _q(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid double-quoted YAML scalar
+
+
+def _tags(tags: list[str] | None, taxonomy: Taxonomy, peers: list[Guide], category: str) -> list[str]:
+    """The tags given, checked against the taxonomy; or the three the category's guides use most."""
+    if tags:
+        unknown = [t for t in tags if t not in taxonomy.tags]
+        if unknown:
+            raise ScaffoldError(
+                f"unknown tag(s) {', '.join(unknown)}; use tags from content/taxonomy.yml or add them there"
+            )
+        return tags
+    counted = Counter(t for g in peers for t in g.tags)
+    tags = [t for t, _ in counted.most_common(3)] or ([category] if category in taxonomy.tags else [])
+    if not tags:
+        raise ScaffoldError(f"no guides in '{category}' to suggest tags from; pass --tag (see content/taxonomy.yml)")
+    return tags
+
+
+def _sources(sources: list[tuple[str, str]] | None, peers: list[Guide], category: str) -> list[tuple[str, str]]:
+    """The sources given, or the two the category's guides cite most; each must name a page over https."""
+    if not sources:
+        cited = Counter((s.title, s.url) for g in peers for s in g.sources)
+        sources = [s for s, _ in cited.most_common(2)]
+        if not sources:
+            raise ScaffoldError(
+                f"no guides in '{category}' to suggest sources from; pass --source \"Page title | https://...\""
+            )
+    for _, url in sources:
+        if not re.match(r"^https://[^\s/]+\.[^\s]+$", url):
+            raise ScaffoldError(f"source address '{url}' must be a full https:// address")
+        if is_home_page(url):
+            raise ScaffoldError(
+                f"source address '{url}' is a home page; give the address of the page you checked the facts on"
+            )
+    return sources
 
 
 def new_guide(
@@ -115,34 +150,9 @@ def new_guide(
             raise ScaffoldError(f"the title '{title}' is already used by {same_title.path}")
 
     peers = [g for g in guides if g.category == category]
-    if tags:
-        unknown = [t for t in tags if t not in taxonomy.tags]
-        if unknown:
-            raise ScaffoldError(
-                f"unknown tag(s) {', '.join(unknown)}; use tags from content/taxonomy.yml or add them there"
-            )
-    else:
-        counted = Counter(t for g in peers for t in g.tags)
-        tags = [t for t, _ in counted.most_common(3)] or ([category] if category in taxonomy.tags else [])
-        if not tags:
-            raise ScaffoldError(
-                f"no guides in '{category}' to suggest tags from; pass --tag (see content/taxonomy.yml)"
-            )
+    tags = _tags(tags, taxonomy, peers, category)
     suggested = not sources
-    if not sources:
-        cited = Counter((s.title, s.url) for g in peers for s in g.sources)
-        sources = [s for s, _ in cited.most_common(2)]
-        if not sources:
-            raise ScaffoldError(
-                f"no guides in '{category}' to suggest sources from; pass --source \"Page title | https://...\""
-            )
-    for _, url in sources:
-        if not re.match(r"^https://[^\s/]+\.[^\s]+$", url):
-            raise ScaffoldError(f"source address '{url}' must be a full https:// address")
-        if is_home_page(url):
-            raise ScaffoldError(
-                f"source address '{url}' is a home page; give the address of the page you checked the facts on"
-            )
+    sources = _sources(sources, peers, category)
     authors = [a for a in (authors or []) if a.strip()] or ["Medical student"]
     summary = " ".join((summary or default_summary(title)).split())
 

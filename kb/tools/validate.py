@@ -32,14 +32,13 @@ from kb.content.guide import (
     Guide,
     Taxonomy,
     _key_line,
-    blank_spans,
     guide_paths,
     is_home_page,
     limit_problems,
     load_guides,
-    mask_markdown,
     read_text,
 )
+from kb.content.outline import TOC_LEVELS, Outline, blank_spans, mask_markdown
 from kb.content.render import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, PAGE_IDS, RENDER_HINT, URL_SCHEMES, render_markdown
 from kb.errors import ContentError, KBError, Problem, RenderError
 
@@ -85,9 +84,6 @@ ACRONYM_RE = re.compile(r"(?<![\w-])([A-Z][A-Z0-9&]*[A-Z0-9])(s?)(?![\w-])")
 INLINE_DEF_RE = re.compile(r"\(([A-Z][A-Z0-9&]*[A-Z0-9])s?\)")
 HYPHENATED_RE = re.compile(r"(?<![\w-])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+(?![\w-])")
 
-# `(.*)` and not `(.*?)[ \t]*$`: the lazy form backtracks quadratically on a long run of spaces
-HEADING_LINE_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
-SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 REF_USE_RE = re.compile(r"(?<![\]\\])\[([^\]\n]+)\]\[([^\]\n]*)\]")
 ABBR_DEF_RE = re.compile(r"^\*\[([^\]\n]+)\]:", re.M)
 AUTOLINK_RE = re.compile(r"<(https?://[^>\s]+)>")
@@ -174,7 +170,7 @@ class Source:
     body_line: int
     masked: str
     line_starts: list[int]
-    headings: list[tuple[int, int, str, str]]  # (line offset in body, level, raw text, anchor or "")
+    outline: Outline  # headings with the page's anchors; a heading's body line index is its `index`
     anchors: set[str]
     unclosed_comment: int | None = None
 
@@ -212,21 +208,11 @@ def read_source(path: Path, content_dir: Path, problems: list[Problem] | None = 
         if problems is not None:
             problems.append(Problem(shown, body_line, 1, "error", exc.message, RENDER_HINT, "body.render"))
         return None
-    rendered_anchors = [a for _, a, _ in rendered.headings]
-    anchors = set(rendered_anchors) | set(re.findall(r'\bid="([^"]+)"', rendered.html))
-    headings: list[tuple[int, int, str, str]] = []
-    masked_lines = masked.split("\n")
-    toc_i = 0
-    for i, line in enumerate(masked_lines):
-        hm = HEADING_LINE_RE.match(line)
-        if hm:
-            level = len(hm.group(1))
-            raw = (hm.group(2) or "").strip().rstrip("#").strip()
-            anchor = ""
-            if 2 <= level <= 4 and toc_i < len(rendered_anchors):
-                anchor = rendered_anchors[toc_i]
-                toc_i += 1
-            headings.append((i, level, raw, anchor))
+    anchors = {a for _, a, _ in rendered.headings} | set(re.findall(r'\bid="([^"]+)"', rendered.html))
+    outline = Outline.scan(body, body_line)
+    outline, disagree = outline.anchored(rendered.headings, shown)
+    if disagree is not None and problems is not None and not outline.refusals(shown):
+        problems.append(disagree)  # the build would refuse the guide; load_guides has reported any refusal
     return Source(
         path,
         shown,
@@ -237,7 +223,7 @@ def read_source(path: Path, content_dir: Path, problems: list[Problem] | None = 
         body_line,
         masked,
         line_starts,
-        headings,
+        outline,
         anchors,
         unclosed,
     )
@@ -271,72 +257,7 @@ def check_structure(src: Source) -> list[Problem]:
             "close it with '-->' or delete it",
             "structure.comment",
         )
-    previous = 1  # the guide title is the page's level-1 heading
-    seen: dict[str, int] = {}
-    for n, (i, level, raw, _anchor) in enumerate(src.headings):
-        offset = src.line_starts[i]
-        if level == 1:
-            f.at(
-                offset,
-                "error",
-                "level-1 heading in the body: the title is the page's only '#' heading",
-                "start sections at '## '",
-                "structure.h1",
-            )
-        elif level > 4:
-            f.at(
-                offset,
-                "error",
-                f"level-{level} heading: guides use at most four levels",
-                "use '##', '###' or '####'",
-                "structure.depth",
-            )
-        elif level > previous + 1:
-            f.at(
-                offset,
-                "error",
-                f"heading jumps from level {previous} to level {level}",
-                f"use {'#' * (previous + 1)} here, or add the missing level above it",
-                "structure.heading-order",
-            )
-        if not raw:
-            f.at(offset, "error", "empty heading", "write the question this section answers", "structure.empty-heading")
-        else:
-            key = raw.casefold()
-            if key in seen:
-                f.at(
-                    offset,
-                    "warning",
-                    f"two sections are called '{raw}' (the other is on line {src.body_line + seen[key]})",
-                    "give each section its own question so links and search results are unambiguous",
-                    "structure.duplicate-heading",
-                )
-            seen.setdefault(key, i)
-        previous = level if 1 < level <= 4 else previous
-        end = src.headings[n + 1][0] if n + 1 < len(src.headings) else len(lines)
-        has_child = n + 1 < len(src.headings) and src.headings[n + 1][1] > level
-        if level > 1 and not has_child and not any(line.strip() for line in lines[i + 1 : end]):
-            f.at(
-                offset,
-                "error",
-                f"section '{raw}' is empty",
-                "write the answer under the heading, or delete the heading",
-                "structure.empty-section",
-            )
-    for i in range(1, len(lines)):
-        if (
-            SETEXT_RE.match(lines[i])
-            and lines[i - 1].strip()
-            and not HEADING_LINE_RE.match(lines[i - 1])
-            and not re.match(r"^\s*([-*+]|\d+[.)]|\|)", lines[i - 1])
-        ):
-            f.at(
-                src.line_starts[i - 1],
-                "error",
-                "underlined heading: search only splits guides at '## ' headings",
-                f"write it as '## {lines[i - 1].strip()}' (or leave a blank line before a '---' rule)",
-                "structure.setext",
-            )
+    _check_headings(f, src, lines)
     for m in PLACEHOLDER_RE.finditer(src.masked):
         f.at(
             m.start(),
@@ -365,6 +286,55 @@ def check_structure(src: Source) -> list[Problem]:
             "structure.placeholder",
         )
     return f.items
+
+
+def _check_headings(f: _Found, src: Source, lines: list[str]) -> None:
+    """Levels in order, no empty or repeated headings, no empty sections (`lines`: the masked body).
+
+    Levels deeper than the page anchors and underlined headings are load_guides' refusals (Outline.refusals).
+    """
+    previous = 1  # the guide title is the page's level-1 heading
+    seen: dict[str, int] = {}
+    sections = src.outline.sections()[1:]
+    for n, (heading, start, end) in enumerate(sections):
+        level, text, offset = heading.level, heading.text, src.line_starts[heading.index]
+        if level == 1:
+            f.at(
+                offset,
+                "error",
+                "level-1 heading in the body: the title is the page's only '#' heading",
+                "start sections at '## '",
+                "structure.h1",
+            )
+        elif previous + 1 < level <= TOC_LEVELS[1]:
+            f.at(
+                offset,
+                "error",
+                f"heading jumps from level {previous} to level {level}",
+                f"use {'#' * (previous + 1)} here, or add the missing level above it",
+                "structure.heading-order",
+            )
+        if not text:
+            f.at(offset, "error", "empty heading", "write the question this section answers", "structure.empty-heading")
+        elif text.casefold() in seen:
+            f.at(
+                offset,
+                "warning",
+                f"two sections are called '{text}' (the other is on line {src.body_line + seen[text.casefold()]})",
+                "give each section its own question so links and search results are unambiguous",
+                "structure.duplicate-heading",
+            )
+        seen.setdefault(text.casefold(), heading.index)
+        previous = level if 1 < level <= TOC_LEVELS[1] else previous
+        has_child = n + 1 < len(sections) and sections[n + 1][0].level > level
+        if level > 1 and not has_child and not any(line.strip() for line in lines[start:end]):
+            f.at(
+                offset,
+                "error",
+                f"section '{text}' is empty",
+                "write the answer under the heading, or delete the heading",
+                "structure.empty-section",
+            )
 
 
 def _fm_value(fm_text: str, key: str) -> str:
@@ -802,10 +772,11 @@ def history_lines(src: Source) -> set[int]:
     (with their sub-sections) and admonitions whose title does."""
     lines = src.masked.split("\n")
     exempt: set[int] = set()
-    for n, (start, level, raw, _) in enumerate(src.headings):
-        if HISTORY_RE.search(raw):
-            end = next((s for s, lv, _, _ in src.headings[n + 1 :] if lv <= level), len(lines))
-            exempt.update(range(start, end))
+    headings = src.outline.headings
+    for n, h in enumerate(headings):
+        if HISTORY_RE.search(h.text):
+            end = next((later.index for later in headings[n + 1 :] if later.level <= h.level), len(lines))
+            exempt.update(range(h.index, end))
     for i, line in enumerate(lines):
         m = ADMONITION_RE.match(line)
         if m and HISTORY_RE.search(m["title"] or ""):
@@ -866,17 +837,14 @@ class Section:
 
 def sections_of(src: Source, min_chars: int = MIN_DUPLICATE_CHARS) -> list[Section]:
     """Split a guide into sections at its headings, as plain text (no title or heading prefix)."""
-    lines = src.body.split("\n")
-    starts = [(i, raw, anchor) for i, _level, raw, anchor in src.headings]
-    bounds = [(0, "", "", -1)] + [(i + 1, raw, anchor, i) for i, raw, anchor in starts]
     out: list[Section] = []
-    for n, (begin, raw, anchor, heading_line) in enumerate(bounds):
-        end = bounds[n + 1][3] if n + 1 < len(bounds) else len(lines)
-        text = plain_text("\n".join(lines[begin:end]))
-        line = src.body_line + (heading_line if heading_line >= 0 else 0)
+    for heading, start, end in src.outline.sections():
+        text = plain_text("\n".join(src.outline.lines[start:end]))
+        line = heading.line if heading else src.body_line
         for part in _split(text, MAX_CHARS) if text else []:
             if len(part) >= min_chars:
-                out.append(Section(src.shown, src.slug, plain_text(raw), anchor, line, part))
+                heading_text, anchor = (plain_text(heading.text), heading.anchor) if heading else ("", "")
+                out.append(Section(src.shown, src.slug, heading_text, anchor, line, part))
     return out
 
 
@@ -1028,6 +996,52 @@ def _mtime(path: Path) -> int:
         return 0
 
 
+def _scope(
+    paths: Iterable[Path | str] | None, content_dir: Path, all_paths: list[Path]
+) -> tuple[set[Path] | None, list[Problem]]:
+    """The guide files `paths` name (None: every guide), and a problem for each path that is not a guide."""
+    if paths is None:
+        return None, []
+    scope: set[Path] | None = set()
+    bad_args: list[Problem] = []
+    for raw in paths:
+        p = Path(raw).resolve()
+        if not p.exists():
+            bad_args.append(Problem(str(raw), 0, 0, "error", "no such file", "check the path", "file.missing"))
+        elif p.is_dir():
+            scope |= {q.resolve() for q in guide_paths(content_dir) if q.resolve().is_relative_to(p)}
+        elif not p.is_relative_to(content_dir):
+            bad_args.append(
+                Problem(
+                    str(raw),
+                    0,
+                    0,
+                    "error",
+                    "not in the content folder",
+                    f"guides live under {content_dir}",
+                    "file.location",
+                )
+            )
+        elif p.name in ("taxonomy.yml", "glossary.yml"):
+            scope = None  # a shared file affects every guide
+            break
+        elif p.suffix == ".md" and p in {q.resolve() for q in all_paths}:
+            scope.add(p)
+        else:
+            bad_args.append(
+                Problem(
+                    str(raw),
+                    0,
+                    0,
+                    "warning",
+                    "not a guide, so not checked (files starting with '_' are templates)",
+                    "",
+                    "file.not-a-guide",
+                )
+            )
+    return scope, bad_args
+
+
 # ---- the whole check -----------------------------------------------------------------------------
 def check_content(
     content_dir: Path | str,
@@ -1067,46 +1081,8 @@ def check_content(
     all_paths = guide_paths(content_dir)
     sources = {p.resolve(): s for p in all_paths if (s := read_source(p.resolve(), content_dir, problems))}
 
-    scope: set[Path] | None = None
+    scope, bad_args = _scope(paths, content_dir, all_paths)
     errors_everywhere = False
-    bad_args: list[Problem] = []
-    if paths is not None:
-        scope = set()
-        for raw in paths:
-            p = Path(raw).resolve()
-            if not p.exists():
-                bad_args.append(Problem(str(raw), 0, 0, "error", "no such file", "check the path", "file.missing"))
-            elif p.is_dir():
-                scope |= {q.resolve() for q in guide_paths(content_dir) if q.resolve().is_relative_to(p)}
-            elif not p.is_relative_to(content_dir):
-                bad_args.append(
-                    Problem(
-                        str(raw),
-                        0,
-                        0,
-                        "error",
-                        "not in the content folder",
-                        f"guides live under {content_dir}",
-                        "file.location",
-                    )
-                )
-            elif p.name in ("taxonomy.yml", "glossary.yml"):
-                scope = None  # a shared file affects every guide
-                break
-            elif p.suffix == ".md" and p in {q.resolve() for q in all_paths}:
-                scope.add(p)
-            else:
-                bad_args.append(
-                    Problem(
-                        str(raw),
-                        0,
-                        0,
-                        "warning",
-                        "not a guide, so not checked (files starting with '_' are templates)",
-                        "",
-                        "file.not-a-guide",
-                    )
-                )
     if changed is not None:
         changed_paths, shared = changed
         errors_everywhere = True
