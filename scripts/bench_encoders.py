@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Measure the no-torch encoders against sentence-transformers: start-up, latency, memory and exact vectors.
+"""Measure the no-torch path (the ONNX export) against sentence-transformers: start-up, latency, memory, vectors.
 
     python scripts/bench_encoders.py [--runs 3] [--reps 200] [--content content]
 
-Each encoder runs in a fresh process (so its start-up and memory are its own): the time from the
-process's start to its first vector, the median of `--reps` encodings of one short query, one batch
-of 20 real passages, and the process's peak resident memory (medians of `--runs` processes). The parent then encodes the same
-texts with sentence-transformers and prints how far each encoder's vectors are from the model's.
+Each path runs in a fresh process made by `make_encoder` as the server and the build make it (so
+its start-up and memory are its own): the time from the process's start to its first vector, the
+median of `--reps` encodings of one short query (not memoised), one batch of 20 real passages, and
+the process's peak resident memory (medians of `--runs` processes). The parent encodes the same
+texts with sentence-transformers and prints how far each path's vectors are from the model's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,26 +47,17 @@ def _peak_mib() -> float:
     return float("nan")
 
 
-def _make_encoder(kind: str, onnx_dir: str):
-    """Load one no-torch encoder as its users do; returns (encode one text, encode a list of texts)."""
-    import numpy as np
+def _make_encoder(kind: str, index_dir: str):
+    """One path as its users get it; returns (encode one query, encode a list of passages)."""
+    from kb.engines.embedding import make_encoder
 
-    from kb.engines.embedding import resolve_model
-
-    if kind == "numpy":
-        from kb.engines.bert_numpy import NumpyBertEncoder
-
-        enc = NumpyBertEncoder(resolve_model(MODEL)[1])
-        return (lambda text: enc.encode([text])[0]), enc.encode
-    from kb.engines.embedding import OnnxQueryEncoder
-
-    onnx = OnnxQueryEncoder(Path(onnx_dir), threads=1)
-    return onnx.encode, (lambda texts: np.stack([onnx.encode(t) for t in texts]))
+    enc = make_encoder(MODEL, index_dir if kind == "onnx" else None, cache_size=0)
+    return enc.encode_query, enc.encode
 
 
-def child(kind: str, started: float, onnx_dir: str, texts_file: str, out_file: str, reps: int) -> None:
-    """One encoder in this process: time to first vector from `started` (the parent's clock at spawn)."""
-    one, many = _make_encoder(kind, onnx_dir)
+def child(kind: str, started: float, index_dir: str, texts_file: str, out_file: str, reps: int) -> None:
+    """One path in this process: time to first vector from `started` (the parent's clock at spawn)."""
+    one, many = _make_encoder(kind, index_dir)
     one(QUERY)
     first = time.time() - started
     rss_first = _peak_mib()
@@ -100,19 +93,29 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3, help="fresh processes per encoder; medians are printed")
     ap.add_argument("--content", default=str(ROOT / "content"))
-    ap.add_argument("--child", nargs=5, metavar=("KIND", "STARTED", "ONNX_DIR", "TEXTS", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--child", nargs=5, metavar=("KIND", "STARTED", "INDEX_DIR", "TEXTS", "OUT"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.child:
-        kind, started, onnx_dir, texts, out = args.child
-        child(kind, float(started), onnx_dir, texts, out, args.reps)
+        kind, started, index_dir, texts, out = args.child
+        child(kind, float(started), index_dir, texts, out, args.reps)
         return
 
+    work = Path(tempfile.mkdtemp(prefix="bench-encoders-"))
+    try:
+        measure(work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work: Path, args: argparse.Namespace) -> None:
+    """Export the model into `work` (standing for the index folder), then time each path in fresh processes."""
     import numpy as np
 
-    from kb.engines.embedding import SentenceTransformerEmbedder
+    from kb.engines.embedding import make_encoder
 
-    work = Path(tempfile.mkdtemp(prefix="bench-encoders-"))
-    st = SentenceTransformerEmbedder(MODEL, onnx_dir=work / "encoders")
+    st = make_encoder(MODEL, work)  # the export goes in work/encoders/
     folder, seconds = st.prepare_query_encoder()  # loads torch here, in the parent, once
     print(f"ONNX export made in {seconds:.1f} s: {folder}")
     texts = {"passages": real_passages(Path(args.content)), "queries": QUERIES}
@@ -122,15 +125,15 @@ def main() -> None:
     print(f"{PASSAGES} passages of {min(lengths)} to {max(lengths)} tokens (median {statistics.median(lengths):.0f})")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     print(
-        "| no-torch path | first vector s | query p50 ms | 20 passages s | RSS at first vector MiB | peak RSS MiB "
+        "| path | first vector s | query p50 ms | 20 passages s | RSS at first vector MiB | peak RSS MiB "
         "| max abs diff | min cosine | torch imported |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    runs: dict[str, list[dict]] = {"numpy": [], "onnx": []}
+    runs: dict[str, list[dict]] = {"onnx": [], "sentence-transformers": []}
     for _ in range(args.runs):  # alternated, so a change in the machine's load falls on both
         for kind, figures in runs.items():
             out = work / f"{kind}.npz"
-            child_args = [kind, repr(time.time()), str(folder), str(work / "texts.json"), str(out)]
+            child_args = [kind, repr(time.time()), str(work), str(work / "texts.json"), str(out)]
             cmd = [sys.executable, __file__, "--reps", str(args.reps), "--child", *child_args]
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
             figures.append(json.loads(done.stdout.strip().splitlines()[-1]))
