@@ -14,8 +14,7 @@ import click
 from flask.cli import AppGroup
 
 from kb import clock, config
-from kb.engines.bert_numpy import BuildEncoder
-from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+from kb.engines.embedding import SentenceTransformerEmbedder, make_encoder
 from kb.errors import ConfigError, ContentError, KBError
 from kb.index.build import build_index
 from kb.index.generation import BUILD_COMMAND, GRACE_SECONDS, index_status
@@ -66,16 +65,16 @@ def run_build(
 ) -> int:
     """Build the index; print every content problem as path:line:col and a summary. Returns exit code."""
     started = time.perf_counter()
-    # the server encodes queries with the model's ONNX export, made here once per model
-    query_encoder = SentenceTransformerEmbedder(model, threads=threads, onnx_dir=Path(index) / ENCODERS_DIR)
+    # a few changed passages go through the model's ONNX export (no torch import), which the server
+    # encodes queries with too; it is made here once per model
+    embedder = make_encoder(model, index, threads=threads)
     if if_stale:
         st = index_status(content, index)
         if st.built and not st.stale:
             click.echo(f"Index {st.generation} is up to date with {content}.")
-            _prepare_query_encoder(query_encoder, as_json)
+            _prepare_query_encoder(embedder, as_json)
             return 0
         click.echo(f"Building the index: {st.reason}.")
-    embedder = BuildEncoder(model, threads=threads)
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (an embedding caller): leave signals alone
@@ -119,7 +118,7 @@ def run_build(
         )
     else:
         click.echo(report.summary())
-    _prepare_query_encoder(query_encoder, as_json)
+    _prepare_query_encoder(embedder, as_json)
     return 0
 
 
@@ -220,7 +219,7 @@ def run_check(
     options = CheckOptions(
         today=today, stale_after_days=stale_after, strict=strict, duplicates=duplicates, duplicate_threshold=threshold
     )
-    embedder = SentenceTransformerEmbedder(model, threads=threads) if duplicates else None
+    embedder = make_encoder(model, index, threads=threads) if duplicates else None
     try:
         report = check_content(
             content,
@@ -434,7 +433,7 @@ def unanswered_section(settings: dict, rows: list[dict], limit: int) -> tuple[li
     from kb.search.pipeline import Searcher
     from kb.search.request import SearchRequest
 
-    embedder = SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"])
+    embedder = make_encoder(settings["KB_MODEL"], settings["KB_INDEX_DIR"], threads=settings["KB_TORCH_THREADS"])
     searcher = Searcher(settings["KB_INDEX_DIR"], embedder)
 
     def closest(question: str) -> dict | None:

@@ -16,7 +16,7 @@ from kb import clock
 from kb.content.glossary import Glossary
 from kb.content.guide import Guide, Taxonomy, guide_paths, load_guides
 from kb.content.render import Rendered, render_markdown
-from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+from kb.engines.embedding import make_encoder
 from kb.errors import ContentError, KBError, NotFoundError, Problem
 from kb.index.generation import ContentHashes, content_hashes, index_status
 from kb.search.pipeline import Searcher
@@ -115,8 +115,8 @@ class KnowledgeBase:
         self.content_dir = Path(settings["KB_CONTENT_DIR"])
         self.index_dir = Path(settings["KB_INDEX_DIR"])
         self.library = Library(self.content_dir, today=self.today)
-        self.embedder = embedder or SentenceTransformerEmbedder(
-            settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"], onnx_dir=self.index_dir / ENCODERS_DIR
+        self.embedder = embedder or make_encoder(
+            settings["KB_MODEL"], self.index_dir, threads=settings["KB_TORCH_THREADS"]
         )
         self.searcher = Searcher(
             self.index_dir,

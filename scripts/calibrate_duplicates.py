@@ -28,7 +28,7 @@ import yaml  # noqa: E402
 
 from kb import config  # noqa: E402
 from kb.content.guide import guide_paths  # noqa: E402
-from kb.engines.embedding import SentenceTransformerEmbedder  # noqa: E402
+from kb.engines.embedding import make_encoder  # noqa: E402
 from kb.tools.validate import (  # noqa: E402
     DUPLICATE_THRESHOLD,
     MIN_DUPLICATE_CHARS,
@@ -114,7 +114,7 @@ def main(content_dir: str | None, sample: int, seed: int) -> None:
     content = Path(content_dir or s["KB_CONTENT_DIR"]).resolve()
     sources = [src for p in guide_paths(content) if (src := read_source(p.resolve(), content))]
     sections = [sec for src in sources for sec in sections_of(src, MIN_DUPLICATE_CHARS)]
-    embedder = SentenceTransformerEmbedder(s["KB_MODEL"], threads=s["KB_TORCH_THREADS"])
+    embedder = make_encoder(s["KB_MODEL"], threads=s["KB_TORCH_THREADS"])
     vectors = SectionVectors(embedder, Path(s["KB_INDEX_DIR"]) / ".check-cache")
     t0 = time.perf_counter()
     matrix = vectors.vectors(sections)

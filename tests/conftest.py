@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from app import create_app  # noqa: E402
-from kb.engines.embedding import SentenceTransformerEmbedder  # noqa: E402
+from kb.engines.embedding import make_encoder  # noqa: E402
 from kb.index.build import build_index  # noqa: E402
 from tests.fakes import HashEmbedder  # noqa: E402
 
@@ -51,7 +51,7 @@ def pinned_today(monkeypatch) -> dt.date:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    return SentenceTransformerEmbedder()
+    return make_encoder()
 
 
 @pytest.fixture(scope="session")

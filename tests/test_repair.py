@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder
+from kb.engines.embedding import ENCODERS_DIR, make_encoder
 from kb.index.build import build_index
 from kb.index.generation import BUILD_COMMAND, current_path
 from kb.tools.verify import verify_index
@@ -195,7 +195,7 @@ def test_the_scripts_report_and_repair_without_a_traceback(site, case, monkeypat
     assert "Traceback" not in checked.output and "Run: python scripts/build_index.py" in checked.output
 
     # the build's encoder and the ONNX export step need the real model; the repair is what is tested here
-    monkeypatch.setattr(kb.cli, "BuildEncoder", lambda model, threads=0: HashEmbedder())
+    monkeypatch.setattr(kb.cli, "make_encoder", lambda model, index, threads=0: HashEmbedder())
     monkeypatch.setattr(kb.cli, "_prepare_query_encoder", lambda embedder, as_json: None)
     built = runner.invoke(kb.cli.build_main, [*args[:4], "--model", FAKE_MODEL, "--quiet"])
     assert built.exit_code == 0 and "Traceback" not in built.output, built.output
@@ -262,7 +262,7 @@ def test_an_answer_card_from_a_guide_gone_from_the_content_folder_is_dropped(sit
 
 
 def _export_folder(index: Path, model: str = FAKE_MODEL) -> Path:
-    folder = SentenceTransformerEmbedder(model, onnx_dir=index / ENCODERS_DIR).onnx_folder()
+    folder = make_encoder(model, index).onnx_folder()
     assert folder is not None
     return folder
 
@@ -307,7 +307,7 @@ def test_an_export_in_progress_is_not_mistaken_for_a_leftover(site):
 @pytest.fixture(scope="module")
 def real_export(tmp_path_factory, real_embedder) -> Path:
     """One real ONNX export of the packaged model, copied into the indexes that need one."""
-    embedder = SentenceTransformerEmbedder(onnx_dir=tmp_path_factory.mktemp("encoders"))
+    embedder = make_encoder(index_dir=tmp_path_factory.mktemp("index"))
     embedder._model, embedder._dimension = real_embedder._load(), real_embedder.dimension  # reuse the loaded model
     folder, _ = embedder.prepare_query_encoder()
     assert folder is not None
@@ -342,6 +342,6 @@ def test_truncated_onnx_export_is_detected_and_the_plain_build_exports_it_again(
     code = kb.cli.run_build(str(FIXTURE_CONTENT), str(index), model, False, False, True, False)
     assert code == 0
     assert (folder / "model.onnx").stat().st_size == (real_export / "model.onnx").stat().st_size
-    assert SentenceTransformerEmbedder(model, onnx_dir=index / ENCODERS_DIR).query_backend == "onnx"
+    assert make_encoder(model, index).query_backend == "onnx"
     assert verify_index(index, FIXTURE_CONTENT, model).exit_code == 0
     assert not list((index / ENCODERS_DIR).glob(".tmp-*"))

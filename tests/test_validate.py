@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from app import create_app
 from kb.cli import check_main
+from kb.engines.embedding_cache import EmbeddingCache, cache_name
 from kb.tools.validate import CheckOptions, changed_files, check_content, format_report, github_annotation
 from tests.conftest import FIXTURE_CONTENT, ROOT, content_today
 from tests.fakes import HashEmbedder
@@ -428,6 +429,19 @@ def test_duplicate_threshold_and_cache(tmp_path):
     assert "0 embedded" in report.notes[0]
     none = check(content, options={"duplicates": True, "duplicate_threshold": 1.01}, embedder=embedder)
     assert found(none, "duplicate.section") == []
+
+
+def test_section_vectors_live_in_an_embedding_cache_and_survive_its_damage(tmp_path, caplog):
+    content = dup_content(tmp_path)
+    embedder = HashEmbedder()
+    first = check(content, options={"duplicates": True}, embedder=embedder, cache_dir=tmp_path / "cache")
+    cache = EmbeddingCache.load_file(tmp_path / "cache" / cache_name(embedder.name), embedder.name)
+    assert len(cache) == embedder.encoded > 0 and cache.dimension == embedder.dimension
+    (tmp_path / "cache" / cache_name(embedder.name)).write_bytes(b"truncated")
+    again = check(content, options={"duplicates": True}, embedder=embedder, cache_dir=tmp_path / "cache")
+    assert embedder.encoded == 2 * len(cache) and "unusable" in caplog.text  # re-embedded, not an error
+    (hit,) = found(first, "duplicate.section")
+    assert [p.message for p in found(again, "duplicate.section")] == [hit.message]
 
 
 def test_scoped_check_attributes_duplicates_to_the_guide_in_scope(tmp_path):

@@ -1,4 +1,4 @@
-"""The only module that imports sentence_transformers: offline model resolution and encoding."""
+"""The encoder factory and the only module that imports sentence_transformers: offline model resolution and encoding."""
 
 from __future__ import annotations
 
@@ -68,8 +68,9 @@ def resolve_model(setting: str) -> tuple[str, str]:
 ONNX_FORMAT = 1
 # The exports live beside the index generations: <index dir>/encoders/<model key>/
 ENCODERS_DIR = "encoders"
-# Up to this many passages are encoded one by one through the ONNX export rather than loading torch.
-FEW_PASSAGES = 32
+# Up to this many passages are encoded one by one through the ONNX export rather than loading torch:
+# importing torch and loading the model costs seconds, the export about 40 ms a passage (docs/BENCHMARKS.md).
+FEW_PASSAGES = 64
 PROBE = "How long is the Prescribing Safety Assessment, and can I use the BNF?"
 # Held while an export is written and published, so a build never mistakes a running export for a leftover.
 EXPORT_LOCK = ".export.lock"
@@ -215,9 +216,9 @@ class OnnxQueryEncoder:
 class SentenceTransformerEmbedder:
     """Lazy, thread-safe wrapper around a local sentence-transformers model with a query LRU cache.
 
-    Passages (builds) are encoded with sentence-transformers in batches. Single queries use the
-    model's ONNX export when `onnx_dir` holds one (see `prepare_query_encoder`), else the same
-    sentence-transformers model.
+    Many passages (a full build) are encoded with sentence-transformers in batches. Single queries
+    and a few passages use the model's ONNX export when `onnx_dir` holds one (see
+    `prepare_query_encoder`), else the same sentence-transformers model. Get one from `make_encoder`.
     """
 
     def __init__(
@@ -233,6 +234,8 @@ class SentenceTransformerEmbedder:
         self._onnx_dir = Path(onnx_dir) if onnx_dir else None
         self._onnx: OnnxQueryEncoder | None = None
         self._onnx_checked = False
+        # what encoded the last passages (a build's report names it)
+        self.last_backend = ""
 
     def _load(self):
         if self._model is None:
@@ -432,8 +435,10 @@ class SentenceTransformerEmbedder:
         if self._model is None and len(texts) <= FEW_PASSAGES:
             onnx = self._query_encoder()
             if onnx is not None:
+                self.last_backend = "onnx"
                 return np.stack([onnx.encode(t) for t in texts])
         model = self._load()
+        self.last_backend = "sentence-transformers"
         vectors = model.encode(
             texts, batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True
         )
@@ -458,3 +463,23 @@ class SentenceTransformerEmbedder:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return vector
+
+
+def make_encoder(
+    model: str = DEFAULT_MODEL, index_dir: str | Path | None = None, *, threads: int = 0, cache_size: int = 2048
+) -> SentenceTransformerEmbedder:
+    """The encoder for `model`: how the server, the build, the validator and the commands all get one.
+
+    Large batches run through sentence-transformers (torch). Single queries and up to FEW_PASSAGES
+    passages run through the model's ONNX export in `<index_dir>/encoders/` when a build has made one
+    (no torch import: a lighter, faster-starting process), else through torch too. Without `index_dir`
+    every text goes through torch.
+
+    Args:
+        model: The KB_MODEL setting.
+        index_dir: The index folder whose `encoders/` holds (or will hold) the ONNX export.
+        threads: Torch and onnxruntime threads (0 = torch's default, one for onnxruntime).
+        cache_size: Query vectors memoised (0 = none).
+    """
+    onnx_dir = Path(index_dir) / ENCODERS_DIR if index_dir is not None else None
+    return SentenceTransformerEmbedder(model, threads=threads, cache_size=cache_size, onnx_dir=onnx_dir)

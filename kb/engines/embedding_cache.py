@@ -4,6 +4,8 @@ A build looks every chunk up here first and encodes only the misses, so editing 
 one guide encodes one passage. The cache is one .npz file per model under `index/cache/`,
 replaced atomically (write, fsync, rename): a build killed while saving leaves the previous file.
 A missing, unreadable or mismatched cache is never an error; the build just encodes more.
+The validator's near-duplicate check keeps its section vectors in a cache of its own kind
+(`index/.check-cache/`), so neither ages out the other's entries.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ CACHE_FORMAT = 1
 KEEP_UNUSED_BUILDS = 5
 
 
-def cache_path(index_dir: Path | str, model: str) -> Path:
-    """Where the cache for `model` lives: index/cache/embeddings-<readable name>-<hash>.npz."""
+def cache_name(model: str) -> str:
+    """The cache file's name for `model`: embeddings-<readable name>-<hash>.npz."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)[-60:]
     digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:10]
-    return Path(index_dir) / CACHE_DIR / f"embeddings-{safe}-{digest}.npz"
+    return f"embeddings-{safe}-{digest}.npz"
+
+
+def cache_path(index_dir: Path | str, model: str) -> Path:
+    """Where a build's cache for `model` lives: index/cache/embeddings-<readable name>-<hash>.npz."""
+    return Path(index_dir) / CACHE_DIR / cache_name(model)
 
 
 class EmbeddingCache:
@@ -69,8 +76,12 @@ class EmbeddingCache:
 
     @classmethod
     def load(cls, index_dir: Path | str, model: str) -> EmbeddingCache:
-        """The cache for `model`, or an empty one when it is missing or unusable (with a warning)."""
-        path = cache_path(index_dir, model)
+        """A build's cache for `model`, or an empty one when it is missing or unusable (with a warning)."""
+        return cls.load_file(cache_path(index_dir, model), model)
+
+    @classmethod
+    def load_file(cls, path: Path, model: str) -> EmbeddingCache:
+        """The cache for `model` stored at `path`, or an empty one when it is missing or unusable (with a warning)."""
         if not path.exists():
             return cls(path, model)
         try:

@@ -339,8 +339,7 @@ def _embed(
     t0 = time.perf_counter()
     fresh = embedder.encode([first_of[h].embed_text for h in todo_hashes], progress=progress) if todo_hashes else None
     report.embed_seconds = time.perf_counter() - t0
-    backends = getattr(embedder, "backends", None)
-    report.encoder = backends[-1] if backends else ""
+    report.encoder = getattr(embedder, "last_backend", "")
     if fresh is not None:
         if found and fresh.shape[1] != len(next(iter(found.values()))):
             log.warning(

@@ -40,6 +40,7 @@ from kb.content.guide import (
 )
 from kb.content.outline import TOC_LEVELS, Outline, blank_spans, mask_markdown
 from kb.content.render import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, PAGE_IDS, RENDER_HINT, URL_SCHEMES, render_markdown
+from kb.engines.embedding_cache import EmbeddingCache, cache_name
 from kb.errors import ContentError, KBError, Problem, RenderError
 
 log = logging.getLogger(__name__)
@@ -849,56 +850,37 @@ def sections_of(src: Source, min_chars: int = MIN_DUPLICATE_CHARS) -> list[Secti
 
 
 class SectionVectors:
-    """Embeddings of section texts, cached on disk by text hash so a re-check embeds only what changed."""
-
-    MAX_ENTRIES = 20_000
+    """Embeddings of section texts, kept in an EmbeddingCache by text hash so a re-check embeds only what changed."""
 
     def __init__(self, embedder, cache_dir: Path | None = None):
         self.embedder = embedder
-        self.cache_file: Path | None = None
-        if cache_dir is not None:
-            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", getattr(embedder, "name", "model"))
-            self.cache_file = Path(cache_dir) / f"sections-{safe}.npz"
+        self.model = getattr(embedder, "name", "model")
+        self.cache_file = Path(cache_dir) / cache_name(self.model) if cache_dir is not None else None
         self.embedded = 0
         self.cached = 0
 
-    def _load(self) -> dict[str, np.ndarray]:
-        if self.cache_file is None or not self.cache_file.exists():
-            return {}
-        try:
-            with np.load(self.cache_file, allow_pickle=False) as data:
-                return dict(zip(data["hashes"].tolist(), data["vectors"], strict=True))
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("ignoring unreadable section cache %s (%s)", self.cache_file, exc)
-            return {}
-
-    def _save(self, table: dict[str, np.ndarray]) -> None:
-        if self.cache_file is None or not table:
-            return
-        try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(f".tmp-{os.getpid()}.npz")
-            np.savez(tmp, hashes=np.array(list(table)), vectors=np.stack(list(table.values())).astype(np.float32))
-            os.replace(tmp, self.cache_file)
-        except OSError as exc:  # a read-only checkout still gets its check, only slower next time
-            log.warning("could not write the section cache %s (%s)", self.cache_file, exc)
-
     def vectors(self, sections: list[Section]) -> np.ndarray:
-        cache = self._load()
+        cache = EmbeddingCache.load_file(self.cache_file, self.model) if self.cache_file else None
         hashes = [s.text_hash for s in sections]
-        todo = sorted({h: s.text for h, s in zip(hashes, sections, strict=True) if h not in cache}.items())
+        found: dict[str, np.ndarray] = {}
+        for h in dict.fromkeys(hashes):
+            vec = cache.get(h) if cache is not None else None
+            if vec is not None:
+                found[h] = vec
+        todo = sorted({h: s.text for h, s in zip(hashes, sections, strict=True) if h not in found}.items())
         if todo:
             fresh = self.embedder.encode([t for _, t in todo])
             for (h, _), v in zip(todo, fresh, strict=True):
-                cache[h] = np.asarray(v, dtype=np.float32)
-        self.embedded, self.cached = len(todo), len(set(hashes)) - len(todo)
-        if todo:
-            if len(cache) > self.MAX_ENTRIES:  # keep what this run used, drop the rest
-                cache = {h: cache[h] for h in dict.fromkeys(hashes)}
-            self._save(cache)
+                found[h] = np.asarray(v, dtype=np.float32)
+        self.embedded, self.cached = len(todo), len(found) - len(todo)
+        if todo and cache is not None:
+            try:  # this run's vectors, and those of recent runs (sections since edited back are still free)
+                cache.updated(found).save()
+            except OSError as exc:  # a read-only checkout still gets its check, only slower next time
+                log.warning("could not write the section cache %s (%s)", self.cache_file, exc)
         if not sections:
             return np.zeros((0, 1), dtype=np.float32)
-        return np.stack([cache[h] for h in hashes])
+        return np.stack([found[h] for h in hashes])
 
 
 def find_duplicates(
@@ -1042,6 +1024,58 @@ def _scope(
     return scope, bad_args
 
 
+def _duplicate_problems(
+    sources: dict[Path, Source],
+    scope: set[Path] | None,
+    by_path: dict[Path, Guide],
+    content_dir: Path,
+    options: CheckOptions,
+    embedder,
+    cache_dir: Path | str | None,
+    notes: list[str],
+) -> list[Problem]:
+    """Sections of the guides in `scope` that closely match a section of another guide; `notes` says what was
+    embedded, or why the check was skipped."""
+    found: list[Problem] = []
+    targets_src = [s for p, s in sources.items() if scope is None or p in scope]
+    pool = [sec for s in sources.values() for sec in sections_of(s)]
+    targets = [sec for s in targets_src for sec in sections_of(s)]
+    if targets:
+        fresh = set(scope or ()) | _git_fresh(content_dir)
+        newer = {
+            s.slug: (p in fresh, by_path[p].last_reviewed if p in by_path else dt.date.min, _mtime(p), s.shown)
+            for p, s in sources.items()
+        }
+        try:
+            if embedder is None:
+                from kb.engines.embedding import make_encoder
+
+                embedder = make_encoder()
+            vectors = SectionVectors(embedder, Path(cache_dir) if cache_dir else None)
+            for sec, other, score in find_duplicates(targets, pool, vectors, options.duplicate_threshold, newer):
+                section = f"section '{sec.heading}'" if sec.heading else "the introduction"
+                other_section = f"'{other.heading}'" if other.heading else "the introduction"
+                found.append(
+                    Problem(
+                        sec.path,
+                        sec.line,
+                        1,
+                        "warning",
+                        f"{section} closely matches {other_section} in {other.path} ({other.where}), "
+                        f"similarity {score:.2f}",
+                        "add what is new to that guide instead, or link to it rather than repeating it",
+                        "duplicate.section",
+                    )
+                )
+            notes.append(
+                f"near-duplicate check: {len(targets)} sections against {len(pool)} "
+                f"({vectors.embedded} embedded, {vectors.cached} from cache)"
+            )
+        except KBError as exc:
+            notes.append(f"near-duplicate check skipped: {exc.message}")
+    return found
+
+
 # ---- the whole check -----------------------------------------------------------------------------
 def check_content(
     content_dir: Path | str,
@@ -1109,40 +1143,7 @@ def check_content(
             problems.extend(check_dated_claims(guide, src, today))
 
     if options.duplicates:
-        targets_src = [s for p, s in sources.items() if scope is None or p in scope]
-        pool = [sec for s in sources.values() for sec in sections_of(s)]
-        targets = [sec for s in targets_src for sec in sections_of(s)]
-        if targets:
-            fresh = set(scope or ()) | _git_fresh(content_dir)
-            newer = {
-                s.slug: (p in fresh, by_path[p].last_reviewed if p in by_path else dt.date.min, _mtime(p), s.shown)
-                for p, s in sources.items()
-            }
-            try:
-                if embedder is None:
-                    from kb.engines.embedding import SentenceTransformerEmbedder
-
-                    embedder = SentenceTransformerEmbedder()
-                vectors = SectionVectors(embedder, Path(cache_dir) if cache_dir else None)
-                for sec, other, score in find_duplicates(targets, pool, vectors, options.duplicate_threshold, newer):
-                    section = f"section '{sec.heading}'" if sec.heading else "the introduction"
-                    other_section = f"'{other.heading}'" if other.heading else "the introduction"
-                    problems.append(
-                        Problem(
-                            sec.path,
-                            sec.line,
-                            1,
-                            "warning",
-                            f"{section} closely matches {other_section} in {other.path} ({other.where}), similarity {score:.2f}",
-                            "add what is new to that guide instead, or link to it rather than repeating it",
-                            "duplicate.section",
-                        )
-                    )
-                notes.append(
-                    f"near-duplicate check: {len(targets)} sections against {len(pool)} ({vectors.embedded} embedded, {vectors.cached} from cache)"
-                )
-            except KBError as exc:
-                notes.append(f"near-duplicate check skipped: {exc.message}")
+        problems.extend(_duplicate_problems(sources, scope, by_path, content_dir, options, embedder, cache_dir, notes))
 
     in_scope = (lambda p: True) if scope is None else (lambda p: Path(p.path).resolve() in scope)
     kept = [

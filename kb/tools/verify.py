@@ -12,7 +12,7 @@ import numpy as np
 from kb.content.chunking import Chunk
 from kb.content.glossary import Glossary
 from kb.content.guide import load_guides
-from kb.engines.embedding import ENCODERS_DIR, SentenceTransformerEmbedder, export_problem, resolve_model
+from kb.engines.embedding import export_problem, make_encoder, resolve_model
 from kb.engines.embedding_cache import EmbeddingCache, cache_path
 from kb.errors import ContentError, KBError
 from kb.index.generation import (
@@ -390,7 +390,7 @@ def _mtime(path: str) -> str:
 def _check_encoder(v: Verification, index_dir: Path, model: str) -> None:
     """The ONNX export servers encode queries with: a damaged one makes every worker fall back to torch."""
     try:
-        folder = SentenceTransformerEmbedder(model, onnx_dir=index_dir / ENCODERS_DIR).onnx_folder()
+        folder = make_encoder(model, index_dir).onnx_folder()
     except KBError:
         return  # the model itself is the problem, reported by the model check
     if folder is None or not (folder.exists() or folder.is_symlink()):
