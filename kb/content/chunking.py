@@ -125,7 +125,8 @@ def _sections(body: str) -> list[tuple[int, str, list[str]]]:
     return sections
 
 
-def _split(text: str, max_chars: int) -> list[str]:
+def split_text(text: str, max_chars: int) -> list[str]:
+    """Cut text into parts of at most `max_chars`, at paragraph breaks, else at a sentence end or a space."""
     if len(text) <= max_chars:
         return [text]
     parts: list[str] = []
@@ -170,7 +171,7 @@ def chunk_guide(guide: Guide, rendered: Rendered, max_chars: int = MAX_CHARS) ->
             text = f"{guide.summary}\n\n{text}".strip()
         if not text:
             continue
-        for part_no, part in enumerate(_split(text, max_chars)):
+        for part_no, part in enumerate(split_text(text, max_chars)):
             base = f"{guide.slug}#{anchor}"
             chunks.append(
                 Chunk(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import clock
-from kb.content.chunking import MAX_CHARS, _split, plain_text
+from kb.content.chunking import MAX_CHARS, plain_text, split_text
 from kb.content.glossary import Glossary
 from kb.content.guide import (
     FM_RE,
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # Cosine similarity (all-MiniLM-L6-v2, section text only) at or above which two sections of
 # different guides are reported as near-duplicates. Calibrated on the real guides by
-# scripts/calibrate_duplicates.py; the figures are in docs/BENCHMARKS.md.
+# benchmarks/calibrate_duplicates.py; the figures are in docs/BENCHMARKS.md.
 DUPLICATE_THRESHOLD = 0.92
 # Sections shorter than this (characters of plain text) are too generic to compare.
 MIN_DUPLICATE_CHARS = 150
@@ -874,7 +874,7 @@ def sections_of(src: Source, min_chars: int = MIN_DUPLICATE_CHARS) -> list[Secti
         end = bounds[n + 1][3] if n + 1 < len(bounds) else len(lines)
         text = plain_text("\n".join(lines[begin:end]))
         line = src.body_line + (heading_line if heading_line >= 0 else 0)
-        for part in _split(text, MAX_CHARS) if text else []:
+        for part in split_text(text, MAX_CHARS) if text else []:
             if len(part) >= min_chars:
                 out.append(Section(src.shown, src.slug, plain_text(raw), anchor, line, part))
     return out
