@@ -780,7 +780,8 @@ def bench_http(
         one = measured(proc.pid, lambda: load_test("127.0.0.1", port, fresh[:requests_1], 1, requests_1))
         served += one["requests"]
         log(
-            f"  1 client : p50 {one['p50']:.1f} ms  p95 {one['p95']:.1f} ms  {one['throughput']:.1f} req/s  errors {one['errors']}  worker CPU {one['server_cpu_ms']:.1f} ms/request"
+            f"  1 client : p50 {one['p50']:.1f} ms  p95 {one['p95']:.1f} ms  {one['throughput']:.1f} req/s  "
+            f"errors {one['errors']}  worker CPU {one['server_cpu_ms']:.1f} ms/request"
         )
         rest = fresh[requests_1:]
         eight = measured(proc.pid, lambda: load_test("127.0.0.1", port, rest[: 8 * requests_8], 8, requests_8))
@@ -791,20 +792,23 @@ def bench_http(
         out["memory_after"] = server_memory(proc.pid)
         out["memory_after_queries"] = served
         log(
-            f"  8 clients: p50 {eight['p50']:.1f} ms  p95 {eight['p95']:.1f} ms  {eight['throughput']:.1f} req/s  errors {eight['errors']}  worker CPU {eight['server_cpu_ms']:.1f} ms/request"
+            f"  8 clients: p50 {eight['p50']:.1f} ms  p95 {eight['p95']:.1f} ms  {eight['throughput']:.1f} req/s  "
+            f"errors {eight['errors']}  worker CPU {eight['server_cpu_ms']:.1f} ms/request"
         )
         typing_pool = rest[8 * requests_8 : 16 * requests_8]
         typing = measured(proc.pid, lambda: load_test("127.0.0.1", port, typing_pool, 8, requests_8, pause=0.15))
         served += typing["requests"]
         log(
-            f"  8 clients typing (150 ms pause): p50 {typing['p50']:.1f} ms  p95 {typing['p95']:.1f} ms  {typing['throughput']:.1f} req/s  errors {typing['errors']}"
+            f"  8 clients typing (150 ms pause): p50 {typing['p50']:.1f} ms  p95 {typing['p95']:.1f} ms  "
+            f"{typing['throughput']:.1f} req/s  errors {typing['errors']}"
         )
         # the same queries again: every one is now in the workers' query-embedding caches
         repeat_pool = rest[: 8 * requests_8]
         eight_cached = measured(proc.pid, lambda: load_test("127.0.0.1", port, repeat_pool, 8, requests_8))
         served += eight_cached["requests"]
         log(
-            f"  8 clients, repeated queries: p50 {eight_cached['p50']:.1f} ms  p95 {eight_cached['p95']:.1f} ms  {eight_cached['throughput']:.1f} req/s  errors {eight_cached['errors']}"
+            f"  8 clients, repeated queries: p50 {eight_cached['p50']:.1f} ms  p95 {eight_cached['p95']:.1f} ms  "
+            f"{eight_cached['throughput']:.1f} req/s  errors {eight_cached['errors']}"
         )
         out["memory_end"] = server_memory(proc.pid)
         out["memory_end_queries"] = served

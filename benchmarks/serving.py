@@ -1,4 +1,4 @@
-"""Live servers on loopback for benchmarks and tests: gunicorn with the production config, a threaded Werkzeug server."""
+"""Live servers on loopback for benchmarks and tests: gunicorn (production config), a threaded Werkzeug server."""
 
 from __future__ import annotations
 
