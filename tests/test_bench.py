@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from app import create_app
 from benchmarks import bench
-from benchmarks.serving import threaded_server
+from benchmarks.serving import Live, free_port, http_get, threaded_server
 from kb.index.build import build_index
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
@@ -127,3 +128,14 @@ def test_load_test_against_a_live_server(tmp_path):
         assert out["requests"] == 12 and out["errors"] == 0 and out["throughput"] > 0
         paused = bench.load_test("127.0.0.1", port, queries, clients=2, requests_per_client=2, pause=0.01)
         assert paused["pause_ms"] == 10 and paused["errors"] == 0
+
+
+def test_serving_helpers_reach_a_threaded_server(tmp_path):
+    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(tmp_path / "none")})
+    with threaded_server(app) as base:
+        port = urlsplit(base).port
+        assert Live(base, None).port == port
+        status, body = http_get("127.0.0.1", port, "/api/guides", headers={"Accept": "application/json"})
+        assert status == 200 and json.loads(body)["guides"]
+    with socket.socket() as s:  # a free port is one that can be bound now
+        s.bind(("127.0.0.1", free_port()))
