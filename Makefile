@@ -50,7 +50,7 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: install
-	$(PY) scripts/bench.py
+	$(PY) benchmarks/bench.py
 
 eval: install
 	$(PY) scripts/eval_search.py

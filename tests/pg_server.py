@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.serving import free_port
+
 
 class PostgresUnavailable(RuntimeError):
     pass
@@ -37,12 +39,6 @@ def _bindir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class TemporaryPostgres:
     """Start with `start()`, get `url`, stop and delete everything with `stop()`."""
 
@@ -50,7 +46,7 @@ class TemporaryPostgres:
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="tya-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "tya"
         self._as: list[str] = []
         if os.geteuid() == 0:

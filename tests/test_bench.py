@@ -1,25 +1,20 @@
-"""scripts/bench.py runs end to end on a tiny corpus (structure only: timings are never asserted)."""
+"""benchmarks/bench.py runs end to end on a tiny corpus (structure only: timings are never asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import threading
+import socket
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from werkzeug.serving import make_server
 
 from app import create_app
+from benchmarks import bench
+from benchmarks.serving import Live, free_port, http_get, threaded_server
 from kb.index.build import build_index
-from tests.conftest import FIXTURE_CONTENT, ROOT
+from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
-
-spec = importlib.util.spec_from_file_location("kb_bench_script", ROOT / "scripts" / "bench.py")
-bench = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = bench  # dataclasses look their module up while the script is executed
-spec.loader.exec_module(bench)
 
 ABSTRACTS = [
     (
@@ -126,14 +121,21 @@ def test_load_test_against_a_live_server(tmp_path):
     app = create_app(
         {"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(index)}, embedder=embedder
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with threaded_server(app) as base:
+        port = urlsplit(base).port
         queries = bench.http_queries(bench.guide_queries(bench.real_chunks(FIXTURE_CONTENT)[0]))
-        out = bench.load_test("127.0.0.1", server.server_port, queries, clients=3, requests_per_client=4)
+        out = bench.load_test("127.0.0.1", port, queries, clients=3, requests_per_client=4)
         assert out["requests"] == 12 and out["errors"] == 0 and out["throughput"] > 0
-        paused = bench.load_test("127.0.0.1", server.server_port, queries, clients=2, requests_per_client=2, pause=0.01)
+        paused = bench.load_test("127.0.0.1", port, queries, clients=2, requests_per_client=2, pause=0.01)
         assert paused["pause_ms"] == 10 and paused["errors"] == 0
-    finally:
-        server.shutdown()
+
+
+def test_serving_helpers_reach_a_threaded_server(tmp_path):
+    app = create_app({"TESTING": True, "KB_CONTENT_DIR": str(FIXTURE_CONTENT), "KB_INDEX_DIR": str(tmp_path / "none")})
+    with threaded_server(app) as base:
+        port = urlsplit(base).port
+        assert Live(base, None).port == port
+        status, body = http_get("127.0.0.1", port, "/api/guides", headers={"Accept": "application/json"})
+        assert status == 200 and json.loads(body)["guides"]
+    with socket.socket() as s:  # a free port is one that can be bound now
+        s.bind(("127.0.0.1", free_port()))

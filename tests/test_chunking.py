@@ -1,6 +1,6 @@
 """kb.content.chunking: one chunk per heading, stable ids, long sections split by paragraph."""
 
-from kb.content.chunking import chunk_guide, plain_text
+from kb.content.chunking import chunk_guide, plain_text, split_text
 from kb.content.guide import load_guides
 from kb.content.outline import Outline
 from kb.content.render import render_markdown
@@ -65,3 +65,13 @@ def test_heading_text_drops_closing_hashes_without_backtracking():
     g2 = with_body(g, body)
     headings = [c.heading for c in chunk_guide(g2, render_markdown(body)) if c.anchor]
     assert headings == ["Closed heading", "", "Spaces end"]  # '## ##' is an empty heading, as on the page
+
+
+def test_split_text_keeps_paragraphs_whole_and_cuts_a_huge_one_at_a_space():
+    assert split_text("short", 100) == ["short"]
+    assert split_text("one two\n\nthree four\n\nfive", 12) == ["one two", "three four", "five"]
+    assert split_text("one two\n\nthree", 20) == ["one two\n\nthree"]  # paragraphs share a part while they fit
+    assert split_text("First sentence here. Second sentence here.", 30) == [
+        "First sentence here. Second",
+        "sentence here.",
+    ]

@@ -464,7 +464,7 @@ def _until(predicate, timeout: float = 60.0, streak: int = 6):
 
 @pytest.mark.slow
 def test_gunicorn_answers_503_for_a_deleted_index_file_and_recovers_after_a_rebuild(tmp_path, real_embedder):
-    from tests.live import gunicorn
+    from benchmarks.serving import gunicorn
 
     content = tmp_path / "content"
     shutil.copytree(FIXTURE_CONTENT, content)

@@ -1,7 +1,7 @@
 """Hostile guides: limits refuse them with path:line:col messages in the loader, the checker, the build and the site.
 
 Each reproduction is a scaled-down copy of a case from the reliability probe (alias bomb, nested
-brackets, a deep list, raw HTML, thousands of headings); scripts/bench_hostile_guides.py runs the
+brackets, a deep list, raw HTML, thousands of headings); benchmarks/bench_hostile_guides.py runs the
 full-size ones and times them.
 """
 
@@ -15,17 +15,15 @@ import markdown
 import pytest
 
 from app import create_app
+from benchmarks import bench_hostile_guides
 from kb.content import guide as kc
 from kb.content.guide import load_guides
 from kb.content.render import render_markdown
 from kb.errors import ContentError, RenderError
 from kb.index.build import build_index
 from kb.tools.validate import CheckOptions, check_content
-from tests.conftest import FIXTURE_CONTENT, ROOT
+from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import bench_hostile_guides  # noqa: E402
 
 FRONT = bench_hostile_guides.FRONT  # one hostile front matter for the tests and the benchmark
 BODY_LINE = FRONT.count("\n") + 1  # the file line the body starts on

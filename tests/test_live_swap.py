@@ -6,9 +6,6 @@ its hits must come from the generation it names, and only from that one.
 
 import json
 import re
-import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -17,6 +14,7 @@ import urllib.request
 import pytest
 
 from app import create_app
+from benchmarks.serving import gunicorn, threaded_server
 from kb.index.build import build_index
 from kb.index.generation import current_path
 from tests.conftest import ROOT
@@ -36,12 +34,6 @@ def set_marker(content, n):
         text + f"\n## Generation marker {n}\n\nThis section was written by build number {n} of the swap test.\n"
     )
     tmp.replace(path)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def hammer(base, stop, results):
@@ -117,8 +109,6 @@ def swap_site(content_copy, tmp_path):
 
 
 def test_swaps_under_a_threaded_server(swap_site):
-    from werkzeug.serving import make_server
-
     content, index, embedder, tmp = swap_site
     app = create_app(
         {
@@ -129,15 +119,8 @@ def test_swaps_under_a_threaded_server(swap_site):
         },
         embedder=embedder,
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        results, failed, mixed, seen, expected = run_swaps(
-            content, index, embedder, f"http://127.0.0.1:{server.server_port}"
-        )
-    finally:
-        server.shutdown()
+    with threaded_server(app) as base:
+        results, failed, mixed, seen, expected = run_swaps(content, index, embedder, base)
     print(
         f"threaded server: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}"
     )
@@ -159,44 +142,11 @@ def test_swaps_under_gunicorn_workers(swap_site):
             """
         )
     )
-    port = free_port()
-    log_path = tmp / "gunicorn.log"  # a file, not a pipe: a full pipe would block the workers' access log
-    log_file = open(log_path, "w")  # noqa: SIM115
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "60",
-            "--log-level",
-            "warning",
-            "swap_wsgi:app",
-        ],
-        cwd=ROOT,
-        env={**__import__("os").environ, "PYTHONPATH": f"{tmp}:{ROOT}"},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/api/search?q=psa", timeout=5).read()
-                break
-            except Exception:
-                assert server.poll() is None, log_path.read_text()
-                time.sleep(0.3)
+    log_path = tmp / "gunicorn.log"
+    # the production config (gunicorn.conf.py) around an app that embeds with the fake
+    env = {"PYTHONPATH": f"{tmp}:{ROOT}"}
+    with gunicorn(content, index, workers=2, env=env, log=log_path, app="swap_wsgi:app") as (base, _):
         results, failed, mixed, seen, expected = run_swaps(content, index, embedder, base)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log_file.close()
     log = log_path.read_text()
     print(
         f"gunicorn, 2 workers: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}"

@@ -622,7 +622,7 @@ TRAVERSAL_TARGETS = [
 
 @pytest.mark.slow
 def test_production_server_headers_banner_traversal_and_limits(fixture_index, tmp_path):
-    from tests.live import gunicorn
+    from benchmarks.serving import gunicorn
 
     log = tmp_path / "gunicorn.log"
     with gunicorn(FIXTURE_CONTENT, fixture_index, env={"FLASK_DEBUG": "1"}, log=log) as (base, _):
@@ -751,7 +751,7 @@ def hostile_site(request, hostile):
     sanitiser alone is on trial. Each serves a control page that does run script."""
     from flask import Response
 
-    from tests.live import threaded_server
+    from benchmarks.serving import threaded_server
 
     content = hostile["content"]
     index = Path(hostile["app"].config["KB_INDEX_DIR"])

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from benchmarks.serving import gunicorn
 from tests.conftest import FIXTURE_CONTENT
-from tests.live import gunicorn
 
 pytestmark = pytest.mark.slow
 

@@ -103,7 +103,8 @@ def plain_text(markdown_text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _split(text: str, max_chars: int) -> list[str]:
+def split_text(text: str, max_chars: int) -> list[str]:
+    """Cut text into parts of at most `max_chars`, at paragraph breaks, else at a sentence end or a space."""
     if len(text) <= max_chars:
         return [text]
     parts: list[str] = []
@@ -147,7 +148,7 @@ def chunk_guide(guide: Guide, rendered: Rendered, max_chars: int = MAX_CHARS) ->
             path = [h for h in path if h.level < heading.level] + [heading]
         if not text:
             continue
-        for part_no, part in enumerate(_split(text, max_chars)):
+        for part_no, part in enumerate(split_text(text, max_chars)):
             anchor = heading.anchor if heading else ""
             base = f"{guide.slug}#{anchor}"
             chunks.append(

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # unclosed '[' or '(', the rest of the file for each HTML tag left open, and every earlier
 # reference for each footnote reference; copies a paragraph's whole text for each piece of inline
 # markup in it; and backtracks over long lines. PyYAML works per open bracket for every token.
-# scripts/bench_hostile_guides.py measures the worst cases at these limits.
+# benchmarks/bench_hostile_guides.py measures the worst cases at these limits.
 MAX_GUIDE_BYTES = 100_000
 MAX_LINES = 2_000
 MAX_LINE_CHARS = 5_000

@@ -77,7 +77,7 @@ PAGE_IDS = frozenset(
     }
 )
 # Seconds one render may take. The limits kb.content.guide checks first keep the worst guide they allow
-# to about two seconds (scripts/bench_hostile_guides.py); the budget is the backstop for a pattern
+# to about two seconds (benchmarks/bench_hostile_guides.py); the budget is the backstop for a pattern
 # they miss, so a page answers 503 instead of holding a worker until it is killed.
 RENDER_BUDGET_SECONDS = 5.0
 # The fix a contributor is offered when a guide cannot be rendered (the build and the checker).

@@ -51,7 +51,7 @@ class Coverage:
     """How well the guides cover a query: the verdict and the evidence behind it.
 
     `candidates` and `wanted` are what the verdict was worked out from, kept so that calibration
-    (scripts/calibrate_answers.py) re-weighs exactly the site's own evidence; they are not published.
+    (benchmarks/calibrate_answers.py) re-weighs exactly the site's own evidence; they are not published.
     """
 
     verdict: str

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
+import os
 import re
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -555,23 +559,11 @@ def by_kind(judged: Sequence[Judged], scores: ModeScores) -> dict[str, dict[str,
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, run the evaluation, print the table (or JSON); returns the exit code."""
-    import argparse
-    import os
-    import sys
-    import tempfile
-
-    from kb import config
-    from kb.engines.embedding import SentenceTransformerEmbedder
-    from kb.errors import KBError
-    from kb.index.build import build_index
-    from kb.index.generation import index_status
-    from kb.search.pipeline import Searcher
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eval_search.py",
-        description="Measure search relevance (nDCG@10, MRR@10, Recall@5/10, latency) for keyword, semantic and hybrid modes.",
+        description="Measure search relevance (nDCG@10, MRR@10, Recall@5/10, latency) "
+        "for keyword, semantic and hybrid modes.",
     )
     parser.add_argument(
         "--beir",
@@ -600,8 +592,145 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--misses", action="store_true", help="also list queries whose first hybrid result is not relevant"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Outcome:
+    """One evaluation run, ready to print."""
+
+    dataset: str
+    judged: list[Judged]
+    scores: dict[str, ModeScores]
+    answers: dict[str, dict] | None
+    guides: int
+    chunks: int
+    model: str
+
+
+def _beir_index(args: argparse.Namespace, embedder, tmp: Path) -> tuple[list[Judged], Path, str]:
+    """Write the BEIR corpus as guides and index it with the site's build code."""
+    from kb.index.build import build_index
+
+    beir = load_beir(args.beir, args.split)
+    work = Path(args.work_dir) if args.work_dir else tmp
+    content_dir, index_dir = work / "content", work / "index"
+    _say(f"Writing {beir.doc_count:,} documents of {beir.name} as guides in {content_dir} ...")
+    beir_to_content(beir.corpus_path, content_dir)
+    _say("Building the index with the site's build code (this embeds every chunk; minutes on 2 cores) ...")
+    report = build_index(content_dir, index_dir, embedder, progress=sys.stderr.isatty() and not args.json)
+    _say(report.summary())
+    return beir.judged, index_dir, f"{beir.name} (BEIR, {args.split} split)"
+
+
+def _guides_index(args: argparse.Namespace, settings: dict, embedder, tmp: Path) -> tuple[list[Judged], Path, str]:
+    """The labelled queries and an index of the guides: --index, else the live one if current, else a fresh build."""
+    from kb.index.build import build_index
+    from kb.index.generation import index_status
+
+    content_dir = Path(args.content or settings["KB_CONTENT_DIR"])
+    judged = load_judgements(args.queries)
+    if args.index:
+        index_dir = Path(args.index)
+        _say(f"Using the index at {index_dir}")
+    else:
+        live = Path(settings["KB_INDEX_DIR"])
+        status = index_status(content_dir, live, embedder.name)
+        if status.built and not status.stale:
+            index_dir = live
+            _say(f"Using the live index {status.generation} (up to date with {content_dir})")
+        else:
+            index_dir = tmp / "index"
+            _say(f"The live index is not usable ({status.reason}); building a temporary one from {content_dir} ...")
+            _say(build_index(content_dir, index_dir, embedder).summary())
+    return judged, index_dir, f"own labelled set ({Path(args.queries).name})"
+
+
+def _run(args: argparse.Namespace, modes: list[str], settings: dict, embedder, tmp: Path) -> _Outcome | int:
+    """Index, check the labels, search every query in every mode; an int is an exit code (labels name nothing)."""
+    from kb.search.pipeline import Searcher
+
+    if args.beir:
+        judged, index_dir, dataset = _beir_index(args, embedder, tmp)
+    else:
+        judged, index_dir, dataset = _guides_index(args, settings, embedder, tmp)
+    if args.max_queries:
+        judged = judged[: args.max_queries]
+    searcher = Searcher(index_dir, embedder, max_query_length=5000, max_limit=200)
+    gen = searcher.generation()
+    if not args.beir:
+        problems = check_judgements(judged, gen.chunks)
+        if problems:
+            _say("The labelled queries name guides or sections that do not exist:\n  " + "\n  ".join(problems))
+            return 2
+    searcher.search(SearchRequest("warm up", limit=K, mode="hybrid"))
+    _say(f"Evaluating {len(judged)} queries in {', '.join(modes)} mode ...")
+    scores = evaluate(searcher, judged, modes)
+    answers = None
+    if not args.beir and "hybrid" in scores:
+        unanswerable = load_unanswerable(args.unanswerable)
+        given = verdicts(searcher, unanswerable)
+        answers = {
+            half: answer_summary(judged, scores["hybrid"], unanswerable, given, half) for half in ("tune", "test")
+        }
+    guides = len({c.slug for c in gen.chunks})
+    return _Outcome(dataset, judged, scores, answers, guides, len(gen.chunks), embedder.name)
+
+
+def _print_json(out: _Outcome, args: argparse.Namespace, command: str) -> None:
+    payload = {
+        "dataset": out.dataset,
+        "queries": len(out.judged),
+        "guides": out.guides,
+        "chunks": out.chunks,
+        "model": out.model,
+        "command": command.strip(),
+        "modes": {m: out.scores[m].summary() for m in MODE_ORDER if m in out.scores},
+    }
+    if args.by_kind and "hybrid" in out.scores and not args.beir:
+        payload["hybrid_by_kind"] = by_kind(out.judged, out.scores["hybrid"])
+    if out.answers:
+        payload["answers"] = out.answers
+    print(json.dumps(payload, indent=2))
+
+
+def _print_text(out: _Outcome, args: argparse.Namespace) -> None:
+    title = (
+        f"{out.dataset}: {len(out.judged)} queries over {out.guides:,} guides ({out.chunks:,} sections); "
+        f"model {out.model}"
+    )
+    print(format_table(title, out.scores))
+    if out.answers:
+        print("\n" + format_answers(out.answers))
+    if args.by_kind and "hybrid" in out.scores and not args.beir:
+        print("\nhybrid by query kind:")
+        for kind, s in by_kind(out.judged, out.scores["hybrid"]).items():
+            print(f"  {kind:<11} {s['queries']:>4} queries  MRR@10 {s['mrr@10']:.3f}  nDCG@10 {s['ndcg@10']:.3f}")
+    if args.misses and "hybrid" in out.scores:
+        _print_misses(out.judged, out.scores["hybrid"])
+
+
+def _print_misses(judged: Sequence[Judged], hybrid: ModeScores) -> None:
+    print("\nhybrid: first result not relevant:")
+    wanted = {j.qid: j for j in judged}
+    for r in hybrid.results:
+        if r.rr < 1.0:
+            got = ", ".join(f"{s}#{a}" if a else s for s, a in r.ranked[:3])
+            print(f"  [{r.rr:.2f}] {r.query!r}\n      wanted {sorted(wanted[r.qid].grades)}\n      got    {got}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the evaluation, print the table (or JSON); returns the exit code."""
+    from kb import config
+    from kb.engines.embedding import make_encoder
+    from kb.errors import KBError
+
+    parser = _parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -610,110 +739,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad or not modes:
         parser.error(f"--modes must be a comma-separated subset of {','.join(MODE_ORDER)}; got '{args.modes}'")
     settings = config.validate({k: v for k, v in os.environ.items() if k in config.BY_NAME})
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     # No query cache: every mode pays for its own query encoding, so latencies compare fairly.
-    embedder = SentenceTransformerEmbedder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"], cache_size=0)
+    embedder = make_encoder(settings["KB_MODEL"], threads=settings["KB_TORCH_THREADS"], cache_size=0)
     tmp = tempfile.TemporaryDirectory(prefix="kb-eval-")
     try:
-        if args.beir:
-            beir = load_beir(args.beir, args.split)
-            judged = beir.judged
-            work = Path(args.work_dir) if args.work_dir else Path(tmp.name)
-            content_dir, index_dir = work / "content", work / "index"
-            say(f"Writing {beir.doc_count:,} documents of {beir.name} as guides in {content_dir} ...")
-            beir_to_content(beir.corpus_path, content_dir)
-            say("Building the index with the site's build code (this embeds every chunk; minutes on 2 cores) ...")
-            report = build_index(content_dir, index_dir, embedder, progress=sys.stderr.isatty() and not args.json)
-            say(report.summary())
-            dataset = f"{beir.name} (BEIR, {args.split} split)"
-        else:
-            content_dir = Path(args.content or settings["KB_CONTENT_DIR"])
-            judged = load_judgements(args.queries)
-            if args.index:
-                index_dir = Path(args.index)
-                say(f"Using the index at {index_dir}")
-            else:
-                live = Path(settings["KB_INDEX_DIR"])
-                status = index_status(content_dir, live, embedder.name)
-                if status.built and not status.stale:
-                    index_dir = live
-                    say(f"Using the live index {status.generation} (up to date with {content_dir})")
-                else:
-                    index_dir = Path(tmp.name) / "index"
-                    say(
-                        f"The live index is not usable ({status.reason}); building a temporary one from {content_dir} ..."
-                    )
-                    say(build_index(content_dir, index_dir, embedder).summary())
-            dataset = f"own labelled set ({Path(args.queries).name})"
-        if args.max_queries:
-            judged = judged[: args.max_queries]
-        searcher = Searcher(index_dir, embedder, max_query_length=5000, max_limit=200)
-        gen = searcher.generation()
-        if not args.beir:
-            problems = check_judgements(judged, gen.chunks)
-            if problems:
-                say("The labelled queries name guides or sections that do not exist:\n  " + "\n  ".join(problems))
-                return 2
-        searcher.search(SearchRequest("warm up", limit=K, mode="hybrid"))
-        say(f"Evaluating {len(judged)} queries in {', '.join(modes)} mode ...")
-        scores = evaluate(searcher, judged, modes)
-        answers = None
-        if not args.beir and "hybrid" in scores:
-            unanswerable = load_unanswerable(args.unanswerable)
-            given = verdicts(searcher, unanswerable)
-            answers = {
-                half: answer_summary(judged, scores["hybrid"], unanswerable, given, half) for half in ("tune", "test")
-            }
-        chunks = len(gen.chunks)
-        guides = len({c.slug for c in gen.chunks})
-        command = "python scripts/eval_search.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        out = _run(args, modes, settings, embedder, Path(tmp.name))
+        if isinstance(out, int):
+            return out
         if args.json:
-            payload = {
-                "dataset": dataset,
-                "queries": len(judged),
-                "guides": guides,
-                "chunks": chunks,
-                "model": embedder.name,
-                "command": command.strip(),
-                "modes": {m: scores[m].summary() for m in MODE_ORDER if m in scores},
-            }
-            if args.by_kind and "hybrid" in scores and not args.beir:
-                payload["hybrid_by_kind"] = by_kind(judged, scores["hybrid"])
-            if answers:
-                payload["answers"] = answers
-            print(json.dumps(payload, indent=2))
-        else:
-            title = (
-                f"{dataset}: {len(judged)} queries over {guides:,} guides ({chunks:,} sections); model {embedder.name}"
+            _print_json(
+                out, args, "python scripts/eval_search.py " + " ".join(argv if argv is not None else sys.argv[1:])
             )
-            print(format_table(title, scores))
-            if answers:
-                print("\n" + format_answers(answers))
-            if args.by_kind and "hybrid" in scores and not args.beir:
-                print("\nhybrid by query kind:")
-                for kind, s in by_kind(judged, scores["hybrid"]).items():
-                    print(
-                        f"  {kind:<11} {s['queries']:>4} queries  MRR@10 {s['mrr@10']:.3f}  nDCG@10 {s['ndcg@10']:.3f}"
-                    )
-            if args.misses and "hybrid" in scores:
-                print("\nhybrid: first result not relevant:")
-                wanted = {j.qid: j for j in judged}
-                for r in scores["hybrid"].results:
-                    if r.rr < 1.0:
-                        got = ", ".join(f"{s}#{a}" if a else s for s, a in r.ranked[:3])
-                        print(
-                            f"  [{r.rr:.2f}] {r.query!r}\n      wanted {sorted(wanted[r.qid].grades)}\n      got    {got}"
-                        )
+        else:
+            _print_text(out, args)
         return 0
     except ContentError as exc:
         for p in exc.problems:
-            say(p.format())
+            _say(p.format())
         return 1
     except KBError as exc:
-        say(f"eval_search: {exc.message}")
+        _say(f"eval_search: {exc.message}")
         return 1
     finally:
         tmp.cleanup()

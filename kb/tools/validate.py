@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import clock
-from kb.content.chunking import MAX_CHARS, _split, plain_text
+from kb.content.chunking import MAX_CHARS, plain_text, split_text
 from kb.content.glossary import Glossary
 from kb.content.guide import (
     FM_RE,
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # Cosine similarity (all-MiniLM-L6-v2, section text only) at or above which two sections of
 # different guides are reported as near-duplicates. Calibrated on the real guides by
-# scripts/calibrate_duplicates.py; the figures are in docs/BENCHMARKS.md.
+# benchmarks/calibrate_duplicates.py; the figures are in docs/BENCHMARKS.md.
 DUPLICATE_THRESHOLD = 0.92
 # Sections shorter than this (characters of plain text) are too generic to compare.
 MIN_DUPLICATE_CHARS = 150
@@ -842,7 +842,7 @@ def sections_of(src: Source, min_chars: int = MIN_DUPLICATE_CHARS) -> list[Secti
     for heading, start, end in src.outline.sections():
         text = plain_text("\n".join(src.outline.lines[start:end]))
         line = heading.line if heading else src.body_line
-        for part in _split(text, MAX_CHARS) if text else []:
+        for part in split_text(text, MAX_CHARS) if text else []:
             if len(part) >= min_chars:
                 heading_text, anchor = (plain_text(heading.text), heading.anchor) if heading else ("", "")
                 out.append(Section(src.shown, src.slug, heading_text, anchor, line, part))

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 
 from app import create_app
+from benchmarks.serving import threaded_server
 from kb.index.build import build_index
 from tests.conftest import ROOT, content_today
 
@@ -51,24 +50,12 @@ def site_app(site_index, real_embedder, tmp_path_factory):
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def live_server(site_app):
     """The app served by werkzeug's threaded server on a free loopback port; yields its base URL."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", _free_port(), site_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
-    thread.start()
-    site_app.extensions["kb"].warm_up()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with threaded_server(site_app) as base:
+        site_app.extensions["kb"].warm_up()
+        yield base
 
 
 def _require_browser() -> None:

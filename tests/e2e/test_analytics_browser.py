@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -12,6 +11,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from app import create_app
+from benchmarks.serving import threaded_server
 from tests.conftest import FIXTURE_CONTENT
 from tests.e2e.test_browser import live_results, load, options, type_into, wait_for
 
@@ -21,8 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def tracked(fixture_index, real_embedder, tmp_path):
     """The fixture guides served with analytics on, into a fresh SQLite file; yields (base URL, app, db path)."""
-    from werkzeug.serving import make_server
-
     db = tmp_path / "analytics.sqlite3"
     app = create_app(
         {
@@ -33,12 +31,8 @@ def tracked(fixture_index, real_embedder, tmp_path):
         },
         embedder=real_embedder,
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app, db
-    server.shutdown()
-    thread.join(10)
+    with threaded_server(app) as base:
+        yield base, app, db
 
 
 def rows(app, db, sql, expect=None, timeout=10.0):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time incremental rebuilds of the real guides: no change, and one guide's body edited.
 
-    python scripts/bench_rebuild.py [--content content] [--from-index index] [--runs 3]
+    python benchmarks/bench_rebuild.py [--content content] [--from-index index] [--runs 3]
 
 Works on a copy of the guides and of the index in a temporary folder: the real content and
 index are never touched. Each rebuild is timed end to end as a maintainer runs it

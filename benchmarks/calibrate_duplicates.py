@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calibrate the validator's near-duplicate threshold on the real guides; prints the figures.
 
-    python scripts/calibrate_duplicates.py [--content DIR] [--sample N] [--seed S]
+    python benchmarks/calibrate_duplicates.py [--content DIR] [--sample N] [--seed S]
 
 Two distributions, both with the real all-MiniLM-L6-v2 model over section text:
   * genuinely different guides: for every section, its best similarity to any section of another guide;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calibrate the coverage verdict and answer card on the TUNING half only; prints both halves.
 
-    python scripts/calibrate_answers.py --index DIR
+    python benchmarks/calibrate_answers.py --index DIR
 
 Every labelled query (tests/relevance/student_queries.yml) and unanswerable question
 (tests/relevance/unanswerable.yml) is searched once as the site searches it; the first section under

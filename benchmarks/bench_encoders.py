@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the no-torch path (the ONNX export) against sentence-transformers: start-up, latency, memory, vectors.
 
-    python scripts/bench_encoders.py [--runs 3] [--reps 200] [--content content]
+    python benchmarks/bench_encoders.py [--runs 3] [--reps 200] [--content content]
 
 Each path runs in a fresh process made by `make_encoder` as the server and the build make it (so
 its start-up and memory are its own): the time from the process's start to its first vector, the

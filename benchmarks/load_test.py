@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bounded load test: gunicorn (gunicorn.conf.py) on a free loopback port, N clients for T seconds.
 
-    python scripts/load_test.py [--clients 8] [--duration 60] [--workers 2] [--threads 4] [--slow 2]
+    python benchmarks/load_test.py [--clients 8] [--duration 60] [--workers 2] [--threads 4] [--slow 2]
                                 [--write docs/BENCHMARKS.md] [--json]
 
 Traffic is a mix of what readers do: JSON searches (the type-ahead), search result pages, guide
@@ -19,7 +19,6 @@ is reopened as soon as the server drops it, so the site is under that pressure t
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
@@ -37,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.serving import gunicorn, http_get  # noqa: E402
 
 COMMON = [
     "can I use the BNF in the PSA",
@@ -68,47 +69,14 @@ VARIANT_WORDS = [
 MIX = [("api_search", 40), ("search_page", 15), ("guide_page", 30), ("list_page", 10), ("static", 5)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+HEADERS = {"Accept-Encoding": "identity", "User-Agent": "load-test"}
 
 
 def fetch(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Accept-Encoding": "identity", "User-Agent": "load-test"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    return http_get("127.0.0.1", port, path, headers=HEADERS, timeout=timeout)
 
 
-def start_server(args, port: int, log_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "KB_BIND": f"127.0.0.1:{port}",
-        "KB_WORKERS": str(args.workers),
-        "KB_THREADS": str(args.threads),
-        "KB_CONTENT_DIR": str(Path(args.content).resolve()),
-        "KB_INDEX_DIR": str(Path(args.index).resolve()),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    proc._log = log  # type: ignore[attr-defined]
-    return proc
-
-
-def wait_ready(port: int, proc: subprocess.Popen, workers: int, timeout: float = 300) -> dict:
+def wait_ready(port: int, proc: subprocess.Popen, log_path: Path, workers: int, timeout: float = 300) -> dict:
     """Wait until /healthz answers 200 and every worker has finished its warm-up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -117,7 +85,7 @@ def wait_ready(port: int, proc: subprocess.Popen, workers: int, timeout: float =
         try:
             status, body = fetch(port, "/healthz", timeout=60)
             if status == 200:
-                log = Path(proc._log.name).read_text(errors="replace")  # type: ignore[attr-defined]
+                log = log_path.read_text(errors="replace")
                 if log.count("kb.service: warm:") >= workers:
                     return json.loads(body)
             elif status == 503:
@@ -336,12 +304,18 @@ def main() -> int:
         )
         return 2
 
-    port = free_port()
-    log_path = Path(tempfile.gettempdir()) / f"theyearabove-load-test-{port}.log"
+    log_path = Path(tempfile.gettempdir()) / f"theyearabove-load-test-{os.getpid()}.log"
     load_before = os.getloadavg()
-    proc = start_server(args, port, log_path)
-    try:
-        health = wait_ready(port, proc, args.workers)
+    with gunicorn(
+        Path(args.content).resolve(),
+        Path(args.index).resolve(),
+        workers=args.workers,
+        env={"KB_THREADS": str(args.threads)},
+        log=log_path,
+        wait=False,
+    ) as server:
+        port, proc = server.port, server.proc
+        health = wait_ready(port, proc, log_path, args.workers)
         guides = json.loads(fetch(port, "/api/guides")[1])
         slugs = [g["slug"] for g in guides["guides"]]
         lists = ["/", "/guides", "/tags"] + [c["url"] for c in guides["categories"]]
@@ -366,13 +340,6 @@ def main() -> int:
         rss = worker_memory(proc.pid)
         if args.slow:
             slow.join()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        proc._log.close()  # type: ignore[attr-defined]
 
     samples = [s for c in clients for s in c.samples]
     failures: Counter[str] = Counter()
@@ -404,7 +371,7 @@ def main() -> int:
     except (OSError, StopIteration):
         pass
     result = {
-        "command": " ".join(["python scripts/load_test.py", *sys.argv[1:]]),
+        "command": " ".join(["python benchmarks/load_test.py", *sys.argv[1:]]),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} CPU cores ({cpu or 'unknown CPU'}), Python {sys.version.split()[0]}",
         "health": health,

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Worst-case cost of hostile guides: every place a guide is read, at and just over kb.content.guide's limits.
 
-    python scripts/bench_hostile_guides.py               # every case (a few minutes on 2 cores)
-    python scripts/bench_hostile_guides.py brackets-16 yaml-aliases   # named cases only
-    python scripts/bench_hostile_guides.py --list
+    python benchmarks/bench_hostile_guides.py               # every case (a few minutes on 2 cores)
+    python benchmarks/bench_hostile_guides.py brackets-16 yaml-aliases   # named cases only
+    python benchmarks/bench_hostile_guides.py --list
 
 Each case is one guide (valid front matter, a hostile body or front matter, about as large as the
 size limit allows) in a copy of the fixture content folder. A child process, under a memory cap and

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Performance benchmark: query latency, HTTP latency under gunicorn, build cost, memory, cold start.
 
-    python scripts/bench.py            # the full run (about 10-15 minutes on 2 cores); writes docs/BENCHMARKS.md
-    python scripts/bench.py --quick    # a small smoke run (about 2 minutes); prints only
+    python benchmarks/bench.py            # the full run (about 10-15 minutes on 2 cores); writes docs/BENCHMARKS.md
+    python benchmarks/bench.py --quick    # a small smoke run (about 2 minutes); prints only
 
 Every figure goes through the project's own code paths: `kb.index.build.build_index` and
 `kb.index.build.build_from_chunks` make the index generations, `kb.search.pipeline.Searcher` answers the
@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import http.client
 import json
 import os
 import platform
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,7 +40,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from kb.content.chunking import MAX_CHARS, Chunk, _split, chunk_guide  # noqa: E402
+from benchmarks import serving  # noqa: E402
+from kb.content.chunking import MAX_CHARS, Chunk, chunk_guide, split_text  # noqa: E402
 from kb.content.glossary import Glossary  # noqa: E402
 from kb.content.guide import load_guides  # noqa: E402
 from kb.content.render import render_markdown  # noqa: E402
@@ -54,7 +53,7 @@ from kb.search.request import SearchRequest  # noqa: E402
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Performance"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-COMMAND = "python scripts/bench.py"
+COMMAND = "python benchmarks/bench.py"
 
 # Plain-English, abbreviated and misspelt questions of the kind students type; the guides' own
 # question headings are added to these at run time.
@@ -191,7 +190,7 @@ def scifact_passages(scifact: Path, limit: int | None = None) -> list[Chunk]:
         for line in fh:
             doc = json.loads(line)
             slug = f"scifact-{doc['_id']}"
-            for i, part in enumerate(_split(doc["text"].strip(), MAX_CHARS)):
+            for i, part in enumerate(split_text(doc["text"].strip(), MAX_CHARS)):
                 cid = f"{slug}#" if i == 0 else f"{slug}#~{i + 1}"
                 out.append(Chunk(cid, slug, doc["title"].strip() or slug, "scifact", ("scifact",), "", "", (), part, i))
             if limit and len(out) >= limit:
@@ -610,21 +609,12 @@ def bench_incremental(
 
 
 # ---- HTTP --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+LIVE_SEARCH = {"Accept": "application/json", "X-Requested-With": "live-search"}
 
 
 def http_get(host: str, port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        # as the site's search-as-you-type sends them: keystroke searches are not recorded in analytics
-        conn.request("GET", path, headers={"Accept": "application/json", "X-Requested-With": "live-search"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    # as the site's search-as-you-type sends them: keystroke searches are not recorded in analytics
+    return serving.http_get(host, port, path, headers=LIVE_SEARCH, timeout=timeout)
 
 
 def search_path(q: str) -> str:
@@ -761,88 +751,76 @@ def bench_http(
     log=print,
 ) -> dict:
     """Start the production server (gunicorn, gunicorn.conf.py) on the built index and measure it."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KB_INDEX_DIR": str(index_dir),
-        "KB_CONTENT_DIR": str(content_dir),
-        "KB_BIND": f"127.0.0.1:{port}",
-    }
-    workers = int(env.get("KB_WORKERS", "2"))
+    workers = int(os.environ.get("KB_WORKERS", "2"))
     log_path = work / "gunicorn.log"
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
     out: dict = {"command": "gunicorn -c gunicorn.conf.py 'app:create_app()'", "workers": workers}
     out["query_backend"] = "onnx" if any((index_dir / "encoders").glob("*/model.onnx")) else "sentence-transformers"
-    with open(log_path, "w") as logf:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
-        try:
-            first = None
-            while time.perf_counter() - t0 < 120:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"gunicorn exited with {proc.returncode}; see {log_path}")
-                try:
-                    status, _ = http_get("127.0.0.1", port, search_path("how long is the psa"), timeout=30)
-                    if status == 200:
-                        first = time.perf_counter() - t0
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.05)
-            if first is None:
-                raise RuntimeError(f"gunicorn did not answer within 120 s; see {log_path}")
-            out["cold_start_s"] = first
-            log(f"  cold start to first answered query: {first:.2f} s")
-            wait_until_settled(proc.pid, workers)
-            out["memory_start"] = server_memory(proc.pid)
-            served = 1
-            # every request below carries a query this server has not seen (the slice after the warm-up)
-            fresh = [q for q in queries if q != "how long is the psa"]
-            one = measured(proc.pid, lambda: load_test("127.0.0.1", port, fresh[:requests_1], 1, requests_1))
-            served += one["requests"]
-            log(
-                f"  1 client : p50 {one['p50']:.1f} ms  p95 {one['p95']:.1f} ms  {one['throughput']:.1f} req/s  errors {one['errors']}  worker CPU {one['server_cpu_ms']:.1f} ms/request"
-            )
-            rest = fresh[requests_1:]
-            eight = measured(proc.pid, lambda: load_test("127.0.0.1", port, rest[: 8 * requests_8], 8, requests_8))
-            served += eight["requests"]
-            if served < memory_queries:
-                extra = load_test("127.0.0.1", port, list(reversed(queries)), 2, (memory_queries - served + 1) // 2)
-                served += extra["requests"]
-            out["memory_after"] = server_memory(proc.pid)
-            out["memory_after_queries"] = served
-            log(
-                f"  8 clients: p50 {eight['p50']:.1f} ms  p95 {eight['p95']:.1f} ms  {eight['throughput']:.1f} req/s  errors {eight['errors']}  worker CPU {eight['server_cpu_ms']:.1f} ms/request"
-            )
-            typing_pool = rest[8 * requests_8 : 16 * requests_8]
-            typing = measured(proc.pid, lambda: load_test("127.0.0.1", port, typing_pool, 8, requests_8, pause=0.15))
-            served += typing["requests"]
-            log(
-                f"  8 clients typing (150 ms pause): p50 {typing['p50']:.1f} ms  p95 {typing['p95']:.1f} ms  {typing['throughput']:.1f} req/s  errors {typing['errors']}"
-            )
-            # the same queries again: every one is now in the workers' query-embedding caches
-            repeat_pool = rest[: 8 * requests_8]
-            eight_cached = measured(proc.pid, lambda: load_test("127.0.0.1", port, repeat_pool, 8, requests_8))
-            served += eight_cached["requests"]
-            log(
-                f"  8 clients, repeated queries: p50 {eight_cached['p50']:.1f} ms  p95 {eight_cached['p95']:.1f} ms  {eight_cached['throughput']:.1f} req/s  errors {eight_cached['errors']}"
-            )
-            out["memory_end"] = server_memory(proc.pid)
-            out["memory_end_queries"] = served
-            out.update(
-                one=one,
-                eight=eight,
-                typing=typing,
-                eight_cached=eight_cached,
-                distinct_queries=len(set(fresh[: requests_1 + 16 * requests_8])),
-            )
-        finally:
-            proc.terminate()
+    t0 = time.perf_counter()
+    with serving.gunicorn(content_dir, index_dir, workers=workers, log=log_path, wait=False) as server:
+        port, proc = server.port, server.proc
+        first = None
+        while time.perf_counter() - t0 < 120:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {proc.returncode}; see {log_path}")
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                status, _ = http_get("127.0.0.1", port, search_path("how long is the psa"), timeout=30)
+                if status == 200:
+                    first = time.perf_counter() - t0
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        if first is None:
+            raise RuntimeError(f"gunicorn did not answer within 120 s; see {log_path}")
+        out["cold_start_s"] = first
+        log(f"  cold start to first answered query: {first:.2f} s")
+        wait_until_settled(proc.pid, workers)
+        out["memory_start"] = server_memory(proc.pid)
+        served = 1
+        # every request below carries a query this server has not seen (the slice after the warm-up)
+        fresh = [q for q in queries if q != "how long is the psa"]
+        one = measured(proc.pid, lambda: load_test("127.0.0.1", port, fresh[:requests_1], 1, requests_1))
+        served += one["requests"]
+        log(
+            f"  1 client : p50 {one['p50']:.1f} ms  p95 {one['p95']:.1f} ms  {one['throughput']:.1f} req/s  "
+            f"errors {one['errors']}  worker CPU {one['server_cpu_ms']:.1f} ms/request"
+        )
+        rest = fresh[requests_1:]
+        eight = measured(proc.pid, lambda: load_test("127.0.0.1", port, rest[: 8 * requests_8], 8, requests_8))
+        served += eight["requests"]
+        if served < memory_queries:
+            extra = load_test("127.0.0.1", port, list(reversed(queries)), 2, (memory_queries - served + 1) // 2)
+            served += extra["requests"]
+        out["memory_after"] = server_memory(proc.pid)
+        out["memory_after_queries"] = served
+        log(
+            f"  8 clients: p50 {eight['p50']:.1f} ms  p95 {eight['p95']:.1f} ms  {eight['throughput']:.1f} req/s  "
+            f"errors {eight['errors']}  worker CPU {eight['server_cpu_ms']:.1f} ms/request"
+        )
+        typing_pool = rest[8 * requests_8 : 16 * requests_8]
+        typing = measured(proc.pid, lambda: load_test("127.0.0.1", port, typing_pool, 8, requests_8, pause=0.15))
+        served += typing["requests"]
+        log(
+            f"  8 clients typing (150 ms pause): p50 {typing['p50']:.1f} ms  p95 {typing['p95']:.1f} ms  "
+            f"{typing['throughput']:.1f} req/s  errors {typing['errors']}"
+        )
+        # the same queries again: every one is now in the workers' query-embedding caches
+        repeat_pool = rest[: 8 * requests_8]
+        eight_cached = measured(proc.pid, lambda: load_test("127.0.0.1", port, repeat_pool, 8, requests_8))
+        served += eight_cached["requests"]
+        log(
+            f"  8 clients, repeated queries: p50 {eight_cached['p50']:.1f} ms  p95 {eight_cached['p95']:.1f} ms  "
+            f"{eight_cached['throughput']:.1f} req/s  errors {eight_cached['errors']}"
+        )
+        out["memory_end"] = server_memory(proc.pid)
+        out["memory_end_queries"] = served
+        out.update(
+            one=one,
+            eight=eight,
+            typing=typing,
+            eight_cached=eight_cached,
+            distinct_queries=len(set(fresh[: requests_1 + 16 * requests_8])),
+        )
     return out
 
 
