@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from whoosh import index as windex
@@ -18,8 +19,6 @@ from whoosh.analysis import StemmingAnalyzer
 from whoosh.codec import whoosh3
 from whoosh.fields import ID, KEYWORD, TEXT, Schema
 from whoosh.query.qcore import _NullQuery
-
-from kb.content.chunking import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,19 @@ def schema() -> Schema:
     )
 
 
-def _doc(chunk: Chunk) -> dict:
+class Section(Protocol):
+    """What the keyword index stores of a section; kb.content.chunking.Chunk is one (engines never import content)."""
+
+    id: str
+    slug: str
+    category: str
+    tags: tuple[str, ...]
+    title: str
+    heading_path: tuple[str, ...]
+    text: str
+
+
+def _doc(chunk: Section) -> dict:
     return {
         "id": chunk.id,
         "slug": chunk.slug,
@@ -97,7 +108,7 @@ def _doc(chunk: Chunk) -> dict:
     }
 
 
-def build(path: Path, chunks: Iterable[Chunk]) -> None:
+def build(path: Path, chunks: Iterable[Section]) -> None:
     """Write a fresh keyword index of the chunks into `path`."""
     path.mkdir(parents=True, exist_ok=True)
     ix = windex.create_in(str(path), schema())
@@ -108,7 +119,7 @@ def build(path: Path, chunks: Iterable[Chunk]) -> None:
     export_postings(path)
 
 
-def update(path: Path, removed_slugs: Iterable[str], added: Iterable[Chunk]) -> None:
+def update(path: Path, removed_slugs: Iterable[str], added: Iterable[Section]) -> None:
     """Delete the chunks of changed/removed guides and add their new chunks, in place."""
     ix = windex.open_dir(str(path))
     writer = ix.writer(limitmb=128)
