@@ -180,3 +180,20 @@ def test_not_a_beir_folder(tmp_path):
     with pytest.raises(ContentError) as info:
         load_beir(tmp_path)
     assert "corpus.jsonl" in info.value.problems[0].message
+
+
+def test_a_beir_abstract_longer_than_a_guide_line_is_wrapped_not_refused(tmp_path):
+    """SciFact has abstracts of over 5,000 characters on one line: the guide line limit must not refuse them."""
+    folder = tmp_path / "long"
+    folder.mkdir()
+    text = "Alpha beta - gamma 12. delta # epsilon > zeta. " * 160  # 7,520 characters; '-', '#', '>' and '12.'
+    (folder / "corpus.jsonl").write_text(json.dumps({"_id": "9", "title": "Long", "text": text}) + "\n")
+    content = tmp_path / "content"
+    assert beir_to_content(folder / "corpus.jsonl", content) == 1
+    guides, problems = load_guides(content)
+    assert problems == [] and len(guides) == 1
+    body = guides[0].body
+    assert len(body.strip().splitlines()) > 1 and all(len(line) <= 5_000 for line in body.splitlines())
+    html = render_markdown(body).html
+    assert "<ul" not in html and "<ol" not in html and "<h" not in html and "<blockquote" not in html
+    assert " ".join(body.replace("\\", "").split()) == text.strip()  # the same words, only wrapped

@@ -11,6 +11,7 @@ import re
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from kb.content.chunking import Chunk
+from kb.content.guide import MAX_LINE_CHARS
 from kb.errors import ContentError, Problem
 from kb.search.request import SearchRequest
 
@@ -303,6 +305,16 @@ def _cut(text: str, limit: int) -> str:
     return (head[:space] if space > limit // 2 else head).rstrip(" ,;:.-") + "…"
 
 
+def _prose(text: str, width: int = MAX_LINE_CHARS // 2) -> str:
+    """One paragraph of plain prose as guide lines: a line over the guide limit is wrapped at spaces
+    (Markdown joins the lines again), and no line may read as a heading, quote or list."""
+    fits = len(text) <= MAX_LINE_CHARS  # most abstracts: one line, exactly as before
+    lines = [text] if fits else textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    # a backslash escapes Markdown punctuation: '\\#' is a hash, '12\\.' a number, never a heading or list
+    lines = [re.sub(r"^(\d+)([.)]\s)", r"\1\\\2", line) for line in lines]
+    return "\n".join("\\" + line if re.match(r"[#>=|+*-]", line) else line for line in lines)
+
+
 def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
     """Write a BEIR corpus as guides: dest/<category>/<slug>.md plus taxonomy.yml.
 
@@ -334,9 +346,7 @@ def beir_to_content(corpus_path: Path | str, dest: Path | str) -> int:
             title = _cut(full, TITLE_MAX - len(suffix)) + suffix
         titles.add(title.casefold())
         summary = _cut(full, SUMMARY_MAX)
-        body = re.sub(r"\s+", " ", str(doc.get("text") or "")).strip() or full
-        if re.match(r"[#>=|+*-]|\d+[.)]\s", body):
-            body = "\\" + body  # plain prose: never a heading, quote or list
+        body = _prose(re.sub(r"\s+", " ", str(doc.get("text") or "")).strip() or full)
         meta = {
             "title": title,
             "summary": summary,
