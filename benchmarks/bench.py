@@ -174,7 +174,8 @@ def real_chunks(content_dir: Path) -> tuple[list[Chunk], Glossary]:
 
 
 def find_scifact(explicit: str | None = None) -> Path | None:
-    """The SciFact corpus in BEIR layout: --scifact, $KB_BENCH_SCIFACT, or shared/eval/beir/scifact beside the checkout."""
+    """The SciFact corpus in BEIR layout: --scifact, $KB_BENCH_SCIFACT, or shared/eval/beir/scifact beside the
+    checkout."""
     candidates = [explicit, os.environ.get("KB_BENCH_SCIFACT")]
     candidates += [str(base / "shared" / "eval" / "beir" / "scifact") for base in (ROOT.parent, ROOT.parent.parent)]
     for c in candidates:
@@ -310,7 +311,10 @@ def make_corpus(
     recipe = f"{n_guides} guide chunks + {n_sci} SciFact passages" + (
         f" + {n_var} sentence-rotated variants of SciFact passages" if n_var else ""
     )
-    recipe += f"; {size - derived} rows carry their own real encoding, {derived} borrow an encoded passage's vector (+ fixed-seed noise, sigma 0.01)"
+    recipe += (
+        f"; {size - derived} rows carry their own real encoding, "
+        f"{derived} borrow an encoded passage's vector (+ fixed-seed noise, sigma 0.01)"
+    )
     return Corpus(size, chunks, vectors, recipe, size - derived)
 
 
@@ -459,13 +463,15 @@ def bench_queries(
         cached = cold if mode == "keyword" else time_queries(searcher, queries, mode, passes, False, clear)
         out["modes"][mode] = {"cold": cold, "cached": cached}
         log(
-            f"  {corpus.size:>7} chunks  {mode:<8} p50 {cold['p50']:7.1f} ms  p95 {cold['p95']:7.1f} ms  CPU p50 {cold['cpu']['p50']:5.1f} ms  "
+            f"  {corpus.size:>7} chunks  {mode:<8} p50 {cold['p50']:7.1f} ms  p95 {cold['p95']:7.1f} ms  CPU p50 "
+            f"{cold['cpu']['p50']:5.1f} ms  "
             f"(cached p50 {cached['p50']:6.1f}, p95 {cached['p95']:6.1f})"
         )
     if long_pool:
         out["long_hybrid"] = time_queries(searcher, long_pool, "hybrid", passes, True, clear)
         log(
-            f"  {corpus.size:>7} chunks  hybrid, 300-character queries: p50 {out['long_hybrid']['p50']:.1f} ms  p95 {out['long_hybrid']['p95']:.1f} ms"
+            f"  {corpus.size:>7} chunks  hybrid, 300-character queries: p50 {out['long_hybrid']['p50']:.1f} ms  "
+            f"p95 {out['long_hybrid']['p95']:.1f} ms"
         )
     searcher.generation().close()
     shutil.rmtree(index, ignore_errors=True)
@@ -508,8 +514,10 @@ def bench_build(embedder, content_dir: Path, work: Path, repeats: int, log=print
             }
         )
         log(
-            f"  pair {r + 1}: raw encoding {raw:.2f} s, full build {total:.2f} s (its encoding {report.embed_seconds:.2f} s, the rest {rest:.2f} s); "
-            f"pairwise {100 * (total / raw - 1):+.1f} %, within the build {100 * rest / report.embed_seconds:+.1f} %, CPU time {100 * (total_cpu / raw_cpu - 1):+.1f} %"
+            f"  pair {r + 1}: raw encoding {raw:.2f} s, full build {total:.2f} s (its encoding "
+            f"{report.embed_seconds:.2f} s, the rest {rest:.2f} s); "
+            f"pairwise {100 * (total / raw - 1):+.1f} %, within the build "
+            f"{100 * rest / report.embed_seconds:+.1f} %, CPU time {100 * (total_cpu / raw_cpu - 1):+.1f} %"
         )
         if r < repeats - 1:
             shutil.rmtree(index, ignore_errors=True)
@@ -566,7 +574,8 @@ def bench_incremental(
             }
         )
         log(
-            f"  edit {r + 1} ({path.stem}): {runs[-1]['seconds']:.2f} s (CPU {runs[-1]['cpu_seconds']:.2f} s), {report.embedded} chunk(s) re-embedded, "
+            f"  edit {r + 1} ({path.stem}): {runs[-1]['seconds']:.2f} s (CPU {runs[-1]['cpu_seconds']:.2f} s), "
+            f"{report.embedded} chunk(s) re-embedded, "
             f"{report.reused} reused, keyword index {report.keyword_mode}"
         )
     out: dict = {
@@ -599,7 +608,8 @@ def bench_incremental(
             if proc.returncode != 0:
                 raise RuntimeError(f"build command failed: {proc.stderr[-2000:]}")
             log(
-                f"  command after editing {path.stem}: {cmd_runs[-1]:.2f} s, CPU {cmd_cpu[-1]:.2f} s ({proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ''})"
+                f"  command after editing {path.stem}: {cmd_runs[-1]:.2f} s, CPU {cmd_cpu[-1]:.2f} s "
+                f"({proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ''})"
             )
         out["command_runs"] = cmd_runs
         out["command_seconds"] = statistics.median(cmd_runs)
@@ -922,14 +932,16 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
-def render(results: dict) -> str:
-    """The figures as markdown: the same text is printed and written into docs/BENCHMARKS.md."""
+def _render_header(results: dict) -> list[str]:
+    """Where and how the run happened, then the targets table."""
     m = results["machine"]
     lines = [
         f"Run `{results['command']}` on {results['date']} in {results['elapsed_min']:.1f} minutes.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}; Python {m['python']}, torch {m['torch']} "
-        f"({m['torch_threads']} threads for batch encoding), onnxruntime {m['onnxruntime']}, faiss-cpu {m['faiss']}, Whoosh-Reloaded {m['whoosh']}. "
-        f"Load average (1 min) {m['load_average'][0]:.2f} at the start and {m.get('load_average_end', m['load_average'])[0]:.2f} at the end.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}; "
+        f"Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads for batch encoding), "
+        f"onnxruntime {m['onnxruntime']}, faiss-cpu {m['faiss']}, Whoosh-Reloaded {m['whoosh']}. "
+        f"Load average (1 min) {m['load_average'][0]:.2f} at the start and "
+        f"{m.get('load_average_end', m['load_average'])[0]:.2f} at the end.",
         "",
         "### Targets",
         "",
@@ -937,136 +949,183 @@ def render(results: dict) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {verdict(ok)} |" for a, b, c, ok in targets(results)]
+    return lines
+
+
+def _pp(d: dict) -> str:
+    return f"{fmt(d['p50'])} / {fmt(d['p95'])} ms"
+
+
+def _render_query_table(queries: list[dict]) -> list[str]:
+    """One row per corpus size and search mode: cold and cached, wall and CPU."""
+    lines = [
+        "",
+        "### Query latency in-process (`Searcher.search`, limit 10, spelling suggestions on)",
+        "",
+        "Cold: the query-embedding cache is emptied first, so every query is encoded. "
+        "Cached: the same queries again, their vectors already in the cache (a repeated query). "
+        "Keyword search does not encode, so it has one figure. "
+        "Wall: elapsed time, what a student waits. "
+        "CPU: the time the query itself spent on a core (every stage runs on the calling thread), "
+        "which is what wall time comes down to on an idle machine.",
+        "",
+        "| chunks | search | cold p50 / p95 (wall) | cold p50 / p95 (CPU) "
+        "| cached p50 / p95 (wall) | cached p50 / p95 (CPU) |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in queries:
+        rows = [
+            (mode, r["modes"][mode]["cold"], r["modes"][mode]["cached"]) for mode in ("keyword", "semantic", "hybrid")
+        ]
+        if "long_hybrid" in r:
+            rows.append(("hybrid, 300-character queries", r["long_hybrid"], None))
+        for label, cold, cached in rows:
+            same = label == "keyword"
+            lines.append(
+                f"| {r['size']:,} | {label} | {_pp(cold)} | {_pp(cold['cpu']) if 'cpu' in cold else 'n/a'} | "
+                f"{'(same)' if same else _pp(cached) if cached else 'n/a'} | "
+                f"{'(same)' if same else _pp(cached['cpu']) if cached and 'cpu' in cached else 'n/a'} |"
+            )
+    return lines
+
+
+def _render_query_notes(results: dict) -> list[str]:
+    """Query encoding on its own, how the queries were timed, and how each corpus was made."""
+    enc = results.get("encode_query")
+    qinfo = results.get("query_info", {})
+    lines = [""]
+    if enc:
+        qp, st = enc.get("query_path"), enc["sentence_transformers"]
+        if qp:
+            lines.append(
+                f"Encoding one query alone (no search), {qp['n']} queries: "
+                f"{enc['backend']} p50 {fmt(qp['p50'])} ms, p95 {fmt(qp['p95'])} ms; "
+                f"sentence-transformers (torch) p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms."
+            )
+        else:
+            lines.append(
+                f"Encoding one query alone (no search): p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms "
+                f"over {st['n']} queries."
+            )
+    if qinfo:
+        lines.append(
+            f"Queries: {qinfo['n']} distinct, {qinfo['recipe']}; each timed {qinfo['passes']} times, "
+            "per-query median, then p50/p95 across queries."
+        )
+    lines += [
+        "",
+        "How each corpus was made (`kb.index.build.build_from_chunks`, then `kb.search.pipeline.Searcher`):",
+        "",
+    ]
+    for r in results["queries"]:
+        lines.append(
+            f"- {r['size']:,} chunks: {r['recipe']}. Index written in {r['index_build_s']:.1f} s; "
+            f"first query (loading it) {r['first_query_s'] * 1000:.0f} ms."
+        )
+    return lines
+
+
+def _render_http(h: dict) -> list[str]:
+    """The gunicorn load test: latency and throughput per client mix, then the server's memory."""
+    lines = [
+        "",
+        f"### HTTP `/api/search` (production configuration: `{h['command']}`, {h['workers']} sync workers, "
+        "real content)",
+        "",
+        "| clients | queries | p50 | p95 | throughput | errors | worker CPU per request |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in (
+        ("one", "distinct, back to back"),
+        ("eight", "distinct, back to back"),
+        ("typing", "distinct, 150 ms pause after each answer"),
+        ("eight_cached", "repeated (cached), back to back"),
+    ):
+        d = h[key]
+        lines.append(
+            f"| {d['clients']} | {label} | {fmt(d['p50'])} ms | {fmt(d['p95'])} ms | "
+            f"{fmt(d['throughput'])} req/s | {d['errors']} | {fmt(d.get('server_cpu_ms', float('nan')))} ms |"
+        )
+    lines += [
+        "",
+        "Back to back: each client sends its next request as soon as the answer arrives "
+        "(a saturation test: 8 clients keep both workers busy, and the load generator runs on the same 2 cores). "
+        "With a pause: each client waits 150 ms after each answer, the site's typing debounce. "
+        f"Distinct: no query is repeated ({h['distinct_queries']} different queries), "
+        "so every request encodes its query. "
+        f"Query encoder in the workers: {h.get('query_backend', 'n/a')}.",
+        "",
+        "| server memory | master | workers |",
+        "|---|---:|---:|",
+    ]
+    for key, label in (
+        ("memory_start", "after start (warm)"),
+        ("memory_after", f"after {h['memory_after_queries']:,} queries"),
+        ("memory_end", f"after {h['memory_end_queries']:,} queries (end of the run)"),
+    ):
+        mm = h[key]
+        ws = ", ".join(f"{w['rss']:.0f} MiB RSS ({w['pss']:.0f} PSS)" for w in mm["workers"])
+        lines.append(f"| {label} | {mm['master']['rss']:.0f} MiB RSS | {ws} |")
+    lines += ["", f"Cold start (spawn gunicorn to the first answered search): {h['cold_start_s']:.2f} s."]
+    return lines
+
+
+def _render_build(b: dict) -> list[str]:
+    """Raw encoding against the full build, pair by pair, then the medians."""
+    lines = [
+        "",
+        f"### Build ({b['chunks']} chunks of the real guides)",
+        "",
+        "| | raw encoding (model only) | full `build_index` | its encoding | the rest "
+        "| overhead within the build | pairwise (wall) | pairwise (CPU time) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, p in enumerate(b["pairs"], 1):
+        lines.append(
+            f"| pair {i} | {p['raw_s']:.2f} s | {p['build_s']:.2f} s | {p['build_embed_s']:.2f} s | "
+            f"{p['build_s'] - p['build_embed_s']:.2f} s | "
+            f"{100 * p['within']:+.1f} % | {100 * (p['ratio'] - 1):+.1f} % | "
+            f"{100 * (p['build_cpu_s'] / p['raw_cpu_s'] - 1):+.1f} % |"
+        )
+    lines.append(
+        f"| **median** | {b['raw_s']:.2f} s | {b['build_s']:.2f} s | | {b['non_encoding_s']:.2f} s | "
+        f"**{b['overhead_pct']:+.1f} %** | {b['pairwise_pct']:+.1f} % | {b['cpu_pct']:+.1f} % |"
+    )
+    return lines
+
+
+def _render_incremental(inc: dict) -> list[str]:
+    """One line per edited guide, then the same edit as a command in a fresh process."""
+    lines = ["", "Incremental rebuild after editing one guide (one sentence added to its last section):", ""]
+    for r in inc["runs"]:
+        lines.append(
+            f"- `{r['guide']}`: {r['seconds']:.2f} s in-process (CPU {r.get('cpu_seconds', float('nan')):.2f} s), "
+            f"{r['embedded']} chunk(s) re-embedded, {r['reused']} reused, keyword index {r['keyword']}"
+        )
+    if "command_seconds" in inc:
+        lines.append(
+            f"- as the command `{inc['command']}` in a fresh process "
+            "(interpreter start, imports and the encoder included): "
+            f"median {inc['command_seconds']:.2f} s (CPU {inc.get('command_cpu_seconds', float('nan')):.2f} s) "
+            f"over {len(inc.get('command_runs', [])) or 1} edits: "
+            + ", ".join(f"{x:.2f} s" for x in inc.get("command_runs", []))
+        )
+    return lines
+
+
+def render(results: dict) -> str:
+    """The figures as markdown: the same text is printed and written into docs/BENCHMARKS.md."""
+    lines = _render_header(results)
     if results.get("queries"):
-        lines += [
-            "",
-            "### Query latency in-process (`Searcher.search`, limit 10, spelling suggestions on)",
-            "",
-            "Cold: the query-embedding cache is emptied first, so every query is encoded. Cached: the same queries again, "
-            "their vectors already in the cache (a repeated query). Keyword search does not encode, so it has one figure. "
-            "Wall: elapsed time, what a student waits. CPU: the time the query itself spent on a core (every stage runs on the "
-            "calling thread), which is what wall time comes down to on an idle machine.",
-            "",
-            "| chunks | search | cold p50 / p95 (wall) | cold p50 / p95 (CPU) | cached p50 / p95 (wall) | cached p50 / p95 (CPU) |",
-            "|---:|---|---:|---:|---:|---:|",
-        ]
-
-        def pp(d):
-            return f"{fmt(d['p50'])} / {fmt(d['p95'])} ms"
-
-        for r in results["queries"]:
-            rows = [
-                (mode, r["modes"][mode]["cold"], r["modes"][mode]["cached"])
-                for mode in ("keyword", "semantic", "hybrid")
-            ]
-            if "long_hybrid" in r:
-                rows.append(("hybrid, 300-character queries", r["long_hybrid"], None))
-            for label, cold, cached in rows:
-                same = label == "keyword"
-                lines.append(
-                    f"| {r['size']:,} | {label} | {pp(cold)} | {pp(cold['cpu']) if 'cpu' in cold else 'n/a'} | "
-                    f"{'(same)' if same else pp(cached) if cached else 'n/a'} | {'(same)' if same else pp(cached['cpu']) if cached and 'cpu' in cached else 'n/a'} |"
-                )
-        enc = results.get("encode_query")
-        qinfo = results.get("query_info", {})
-        lines += [""]
-        if enc:
-            qp, st = enc.get("query_path"), enc["sentence_transformers"]
-            if qp:
-                lines.append(
-                    f"Encoding one query alone (no search), {qp['n']} queries: {enc['backend']} p50 {fmt(qp['p50'])} ms, p95 {fmt(qp['p95'])} ms; "
-                    f"sentence-transformers (torch) p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms."
-                )
-            else:
-                lines.append(
-                    f"Encoding one query alone (no search): p50 {fmt(st['p50'])} ms, p95 {fmt(st['p95'])} ms over {st['n']} queries."
-                )
-        if qinfo:
-            lines.append(
-                f"Queries: {qinfo['n']} distinct, {qinfo['recipe']}; each timed {qinfo['passes']} times, per-query median, then p50/p95 across queries."
-            )
-        lines += [
-            "",
-            "How each corpus was made (`kb.index.build.build_from_chunks`, then `kb.search.pipeline.Searcher`):",
-            "",
-        ]
-        for r in results["queries"]:
-            lines.append(
-                f"- {r['size']:,} chunks: {r['recipe']}. Index written in {r['index_build_s']:.1f} s; first query (loading it) {r['first_query_s'] * 1000:.0f} ms."
-            )
+        lines += _render_query_table(results["queries"])
+        lines += _render_query_notes(results)
     h = results.get("http")
     if h and "one" in h:
-        lines += [
-            "",
-            f"### HTTP `/api/search` (production configuration: `{h['command']}`, {h['workers']} sync workers, real content)",
-            "",
-            "| clients | queries | p50 | p95 | throughput | errors | worker CPU per request |",
-            "|---:|---|---:|---:|---:|---:|---:|",
-        ]
-        for key, label in (
-            ("one", "distinct, back to back"),
-            ("eight", "distinct, back to back"),
-            ("typing", "distinct, 150 ms pause after each answer"),
-            ("eight_cached", "repeated (cached), back to back"),
-        ):
-            d = h[key]
-            lines.append(
-                f"| {d['clients']} | {label} | {fmt(d['p50'])} ms | {fmt(d['p95'])} ms | {fmt(d['throughput'])} req/s | {d['errors']} | "
-                f"{fmt(d.get('server_cpu_ms', float('nan')))} ms |"
-            )
-        lines += [
-            "",
-            "Back to back: each client sends its next request as soon as the answer arrives (a saturation test: 8 clients keep "
-            "both workers busy, and the load generator runs on the same 2 cores). With a pause: each client waits 150 ms after "
-            "each answer, the site's typing debounce. "
-            f"Distinct: no query is repeated ({h['distinct_queries']} different queries), so every request encodes its query. "
-            f"Query encoder in the workers: {h.get('query_backend', 'n/a')}.",
-            "",
-            "| server memory | master | workers |",
-            "|---|---:|---:|",
-        ]
-        for key, label in (
-            ("memory_start", "after start (warm)"),
-            ("memory_after", f"after {h['memory_after_queries']:,} queries"),
-            ("memory_end", f"after {h['memory_end_queries']:,} queries (end of the run)"),
-        ):
-            mm = h[key]
-            ws = ", ".join(f"{w['rss']:.0f} MiB RSS ({w['pss']:.0f} PSS)" for w in mm["workers"])
-            lines.append(f"| {label} | {mm['master']['rss']:.0f} MiB RSS | {ws} |")
-        lines += ["", f"Cold start (spawn gunicorn to the first answered search): {h['cold_start_s']:.2f} s."]
-    b = results.get("build")
-    if b:
-        lines += [
-            "",
-            f"### Build ({b['chunks']} chunks of the real guides)",
-            "",
-            "| | raw encoding (model only) | full `build_index` | its encoding | the rest | overhead within the build | pairwise (wall) | pairwise (CPU time) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for i, p in enumerate(b["pairs"], 1):
-            lines.append(
-                f"| pair {i} | {p['raw_s']:.2f} s | {p['build_s']:.2f} s | {p['build_embed_s']:.2f} s | {p['build_s'] - p['build_embed_s']:.2f} s | "
-                f"{100 * p['within']:+.1f} % | {100 * (p['ratio'] - 1):+.1f} % | {100 * (p['build_cpu_s'] / p['raw_cpu_s'] - 1):+.1f} % |"
-            )
-        lines.append(
-            f"| **median** | {b['raw_s']:.2f} s | {b['build_s']:.2f} s | | {b['non_encoding_s']:.2f} s | **{b['overhead_pct']:+.1f} %** | "
-            f"{b['pairwise_pct']:+.1f} % | {b['cpu_pct']:+.1f} % |"
-        )
-    inc = results.get("incremental")
-    if inc:
-        lines += ["", "Incremental rebuild after editing one guide (one sentence added to its last section):", ""]
-        for r in inc["runs"]:
-            lines.append(
-                f"- `{r['guide']}`: {r['seconds']:.2f} s in-process (CPU {r.get('cpu_seconds', float('nan')):.2f} s), {r['embedded']} chunk(s) re-embedded, "
-                f"{r['reused']} reused, keyword index {r['keyword']}"
-            )
-        if "command_seconds" in inc:
-            lines.append(
-                f"- as the command `{inc['command']}` in a fresh process (interpreter start, imports and the encoder included): "
-                f"median {inc['command_seconds']:.2f} s (CPU {inc.get('command_cpu_seconds', float('nan')):.2f} s) over "
-                f"{len(inc.get('command_runs', [])) or 1} edits: "
-                + ", ".join(f"{x:.2f} s" for x in inc.get("command_runs", []))
-            )
+        lines += _render_http(h)
+    if b := results.get("build"):
+        lines += _render_build(b)
+    if inc := results.get("incremental"):
+        lines += _render_incremental(inc)
     return "\n".join(lines) + "\n"
 
 
@@ -1176,7 +1235,8 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
         "plan": plan.__dict__,
     }
     log(
-        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; load average {results['machine']['load_average'][0]:.2f}"
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; load average "
+        f"{results['machine']['load_average'][0]:.2f}"
     )
     if hasattr(embedder, "prepare_query_encoder"):
         folder, seconds = embedder.prepare_query_encoder()
@@ -1232,7 +1292,8 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
                 else (np.zeros((0, guide_vectors.shape[1]), np.float32), False)
             )
             log(
-                f"\nSciFact: {len(sci)} passages from {scifact}; encoded {n_encode} with the real model in {time.perf_counter() - t:.1f} s{' (from the cache of an earlier run)' if hit else ''}"
+                f"\nSciFact: {len(sci)} passages from {scifact}; encoded {n_encode} with the real model in "
+                f"{time.perf_counter() - t:.1f} s{' (from the cache of an earlier run)' if hit else ''}"
             )
             pool = interleave(gq, claims)[: plan.queries]
             results["query_info"] = {
@@ -1245,7 +1306,8 @@ def run(args: argparse.Namespace, embedder=None, log=print) -> dict:
             results["encode_query"] = time_encoding(embedder, pool)
             enc = results["encode_query"]
             log(
-                f"Encoding one query alone: {enc.get('backend', '')} p50 {enc.get('query_path', enc['sentence_transformers'])['p50']:.1f} ms; "
+                f"Encoding one query alone: {enc.get('backend', '')} p50 "
+                f"{enc.get('query_path', enc['sentence_transformers'])['p50']:.1f} ms; "
                 f"sentence-transformers p50 {enc['sentence_transformers']['p50']:.1f} ms"
             )
             longs = long_queries(interleave(claims, gq) or gq, plan.long_queries)

@@ -298,7 +298,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown case(s): {', '.join(unknown)}; see --list")
     print(
-        f"{'case':34} {'bytes':>8} {'load':>5} {'check':>6} {'render':>6} {'page':>5} {'chunk':>5} {'MB':>5}  first error"
+        f"{'case':34} {'bytes':>8} {'load':>5} {'check':>6} {'render':>6} {'page':>5} {'chunk':>5} {'MB':>5}  "
+        "first error"
     )
     worst = 0.0
     for name in names:

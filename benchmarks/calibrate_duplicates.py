@@ -167,14 +167,14 @@ def main(content_dir: str | None, sample: int, seed: int) -> None:
     others = sorted(set(titles.values()))
     originals = [f"{titles[sections[i].slug]} > {sections[i].heading}\n{sections[i].text}" for i in picked]
     moved = [
-        f"{rng.choice([t for t in others if t != titles[sections[i].slug]])} > {sections[i].heading}\n{sections[i].text}"
+        f"{rng.choice([t for t in others if t != titles[sections[i].slug]])} > "
+        f"{sections[i].heading}\n{sections[i].text}"
         for i in picked
     ]
     prefixed = np.einsum("ij,ij->i", embedder.encode(originals), embedder.encode(moved))
     click.echo(
-        "  {:<14} min {:.3f}  p5 {:.3f}  p25 {:.3f}  median {:.3f}   (search-index style: title and heading prefixed)".format(
-            "verbatim", *np.percentile(prefixed, [0, 5, 25, 50])
-        )
+        "  {:<14} min {:.3f}  p5 {:.3f}  p25 {:.3f}  median {:.3f}   (search-index style: title and heading "
+        "prefixed)".format("verbatim", *np.percentile(prefixed, [0, 5, 25, 50]))
     )
 
     click.echo("\nthreshold  false alarms on the real guides  caught: verbatim / light / moderate")

@@ -216,9 +216,12 @@ def report_markdown(args, result: dict) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
-        f"gunicorn with `gunicorn.conf.py` ({args.workers} workers x {args.threads} threads, preloaded app, model warmed in each worker) on loopback, "
-        f"serving the real content index ({result['health'].get('chunks')} chunks, {result['health'].get('generation')}, "
-        f"model {result['health'].get('model')}). {args.clients} concurrent clients (threads, one new connection per request) for "
+        f"gunicorn with `gunicorn.conf.py` ({args.workers} workers x {args.threads} threads, preloaded app, "
+        "model warmed in each worker) on loopback, "
+        f"serving the real content index ({result['health'].get('chunks')} chunks, "
+        f"{result['health'].get('generation')}, "
+        f"model {result['health'].get('model')}). {args.clients} concurrent clients (threads, one new connection "
+        "per request) for "
         f"{args.duration:.0f} s; traffic mix: "
         + ", ".join(f"{k} {w}%" for k, w in MIX)
         + "; half the searches repeat common "
@@ -228,8 +231,10 @@ def report_markdown(args, result: dict) -> str:
     if args.slow:
         slow = result["slow"]
         lines += [
-            f"Besides the clients, {args.slow} slow connections were held open throughout (half with headers that never end, half "
-            f"a feedback post sending 9 of 1,000 announced bytes), reopened whenever the server dropped one: {slow['opened']} opened, "
+            f"Besides the clients, {args.slow} slow connections were held open throughout (half with headers "
+            "that never end, half "
+            "a feedback post sending 9 of 1,000 announced bytes), reopened whenever the server dropped one: "
+            f"{slow['opened']} opened, "
             "ended by the server: "
             + (", ".join(f"{k} x{n}" for k, n in sorted(slow["dropped"].items())) or "none")
             + ".",
@@ -241,18 +246,22 @@ def report_markdown(args, result: dict) -> str:
         f"**{o['requests']} requests, {o['errors']} errors, {o['rps']:.1f} requests/s; latency p50 {o['p50']:.1f} ms, "
         f"p95 {o['p95']:.1f} ms, p99 {o['p99']:.1f} ms, max {o['max']:.1f} ms.**",
         "",
-        f"Time inside the workers (gunicorn access log, {result['served']['requests']} requests): p50 {result['served']['p50']:.1f} ms, "
-        f"p95 {result['served']['p95']:.1f} ms, p99 {result['served']['p99']:.1f} ms; the rest of the client-side latency is waiting "
+        f"Time inside the workers (gunicorn access log, {result['served']['requests']} requests): p50 "
+        f"{result['served']['p50']:.1f} ms, "
+        f"p95 {result['served']['p95']:.1f} ms, p99 {result['served']['p99']:.1f} ms; the rest of the "
+        "client-side latency is waiting "
         f"for one of the {args.workers} workers, with {args.clients} clients queued on them.",
         "",
-        f"Workers' resident memory at the end: {', '.join(f'{k / 1024:.0f} MiB' for k in result['worker_rss_kib']) or 'not measured'}.",
+        "Workers' resident memory at the end: "
+        f"{', '.join(f'{k / 1024:.0f} MiB' for k in result['worker_rss_kib']) or 'not measured'}.",
         "",
         "| kind | requests | errors | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, k in result["kinds"].items():
         lines.append(
-            f"| {kind} | {k['requests']} | {k['errors']} | {k['p50']:.1f} | {k['p95']:.1f} | {k['p99']:.1f} | {k['max']:.1f} |"
+            f"| {kind} | {k['requests']} | {k['errors']} | {k['p50']:.1f} | {k['p95']:.1f} | {k['p99']:.1f} | "
+            f"{k['max']:.1f} |"
         )
     lines += ["", result["note"], ""]
     if result["failures"]:
@@ -320,7 +329,8 @@ def main() -> int:
         slugs = [g["slug"] for g in guides["guides"]]
         lists = ["/", "/guides", "/tags"] + [c["url"] for c in guides["categories"]]
         print(
-            f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers, log {log_path}); {args.clients} clients for {args.duration:.0f} s ...",
+            f"gunicorn ready on 127.0.0.1:{port} ({args.workers} workers, log {log_path}); {args.clients} "
+            f"clients for {args.duration:.0f} s ...",
             flush=True,
         )
         stop_at = time.monotonic() + args.duration
@@ -382,8 +392,10 @@ def main() -> int:
         "worker_rss_kib": rss,
         "slow": {"connections": args.slow, "opened": slow.opened, "dropped": dict(slow.dropped)},
         "note": (
-            f"Load average (1 min) was {load_before[0]:.2f} before the run and {load_after[0]:.2f} at its end; the load generator "
-            f"runs on the same {os.cpu_count()} cores as the server, and any other work on the machine shares them too, so these "
+            f"Load average (1 min) was {load_before[0]:.2f} before the run and {load_after[0]:.2f} at its end; "
+            "the load generator "
+            f"runs on the same {os.cpu_count()} cores as the server, and any other work on the machine shares "
+            "them too, so these "
             "figures are a floor, not a ceiling."
         ),
     }

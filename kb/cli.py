@@ -102,8 +102,10 @@ def run_build(
         return 130
     except OSError as exc:
         click.echo(
-            f"Build failed writing the index ({exc.strerror or exc}{': ' + exc.filename if getattr(exc, 'filename', None) else ''}); "
-            "the previous index is still live and unchanged. Free some space or fix permissions and run the build again.",
+            "Build failed writing the index "
+            f"({exc.strerror or exc}{': ' + exc.filename if getattr(exc, 'filename', None) else ''}); "
+            "the previous index is still live and unchanged. Free some space or fix permissions and run the "
+            "build again.",
             err=True,
         )
         return 1
@@ -347,7 +349,8 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
     t = r["totals"]
     pct = lambda a, b: f"{100 * a / b:.0f}%" if b else "-"  # noqa: E731
     out = [
-        f"Search report, last {r['days']} days (since {r['since'][:10]}); database {store_url}; rows kept {retention_days} days.",
+        f"Search report, last {r['days']} days (since {r['since'][:10]}); database {store_url}; rows kept "
+        f"{retention_days} days.",
         f"{t['searches']} searches, {t['distinct_queries']} distinct queries; "
         f"{t['zero_result_searches']} with no results ({pct(t['zero_result_searches'], t['searches'])}); "
         f"{t['searches_with_click']} followed by a click ({pct(t['searches_with_click'], t['searches'])}).",
@@ -365,7 +368,8 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
         "Top queries (searches, average guides found, searches with a click):",
         r["top_queries"],
         lambda x: (
-            f"{x['searches']:>5}  {x['avg_results'] if x['avg_results'] is not None else '-':>5}  {x['clicked']:>4}  {x['query']}"
+            f"{x['searches']:>5}  {x['avg_results'] if x['avg_results'] is not None else '-':>5}  "
+            f"{x['clicked']:>4}  {x['query']}"
         ),
         "no searches recorded",
     )
@@ -413,7 +417,8 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
 
     if "unanswered" in r:
         section(
-            "Questions we could not answer (similar questions grouped, most asked first; searches judged related or not covered):",
+            "Questions we could not answer (similar questions grouped, most asked first; searches judged related "
+            "or not covered):",
             r["unanswered"],
             gap,
             "none: every recorded question was answered",

@@ -1,4 +1,5 @@
-"""Today's date, one way in: the real clock unless KB_TODAY pins a day (previews, tests, "what will be stale by then?")."""
+"""Today's date, one way in: the real clock unless KB_TODAY pins a day (previews, tests, "what will be stale by
+then?")."""
 
 from __future__ import annotations
 

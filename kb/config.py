@@ -52,7 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
         "KB_PROXY_HOPS",
         0,
         int,
-        "Reverse proxies in front of the server that append to X-Forwarded-For; 0 = clients connect directly (the header is ignored).",
+        "Reverse proxies in front of the server that append to X-Forwarded-For; 0 = clients connect directly "
+        "(the header is ignored).",
         0,
         5,
     ),
@@ -60,7 +61,8 @@ SETTINGS: tuple[Setting, ...] = (
         "KB_TODAY",
         "",
         str,
-        "Judge dates (stale banners, new guides, the checker, analytics retention) as of this YYYY-MM-DD; empty = the real clock.",
+        "Judge dates (stale banners, new guides, the checker, analytics retention) as of this YYYY-MM-DD; empty "
+        "= the real clock.",
         check=clock.parse_day,
     ),
 )

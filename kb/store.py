@@ -671,13 +671,15 @@ class Recorder:
             self._failing += len(batch)
             # at most one line a minute, so each carries the totals rather than this batch alone
             self._warn(
-                f"could not record {len(batch)} analytics event(s) in {redact_url(self.store.url)}: {exc.__class__.__name__}: {str(exc)[:200]}; "
+                f"could not record {len(batch)} analytics event(s) in {redact_url(self.store.url)}: "
+                f"{exc.__class__.__name__}: {str(exc)[:200]}; "
                 f"{self._failing} lost in this outage, {self.lost} since the server started"
             )
             return
         if self._failing:
             log.warning(
-                "analytics recording resumed; %d analytics event(s) were lost while the database failed (%d since the server started)",
+                "analytics recording resumed; %d analytics event(s) were lost while the database failed (%d "
+                "since the server started)",
                 self._failing,
                 self.lost,
             )

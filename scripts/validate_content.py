@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Check guides before they are merged: python scripts/validate_content.py [PATHS...] [--changed-only] [--format json|github].
+"""Check guides before they are merged:
+python scripts/validate_content.py [PATHS...] [--changed-only] [--format json|github].
 
 Prints `path:line:col: level: message (fix: ...)` per problem; exit status 0 when there are no errors.
 """

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Verify the live index against its files and the guides: python scripts/verify_index.py [--content DIR] [--index DIR] [--json].
+"""Verify the live index against its files and the guides:
+python scripts/verify_index.py [--content DIR] [--index DIR] [--json].
 
 Exit status: 0 healthy and up to date, 1 missing or damaged, 2 serving but the plain build has work to do
 (the content changed, or the query encoder export is damaged).

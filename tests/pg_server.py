@@ -35,7 +35,8 @@ def _bindir() -> Path:
     if initdb:
         return Path(initdb).parent
     raise PostgresUnavailable(
-        "PostgreSQL server binaries (initdb, pg_ctl) are not installed: run `bash scripts/ensure_test_services.sh` as root on Debian"
+        "PostgreSQL server binaries (initdb, pg_ctl) are not installed: run `bash "
+        "scripts/ensure_test_services.sh` as root on Debian"
     )
 
 
@@ -76,7 +77,10 @@ class TemporaryPostgres:
             "--no-sync",
             "--no-instructions",
         )
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",

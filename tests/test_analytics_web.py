@@ -173,8 +173,9 @@ def test_ask_for_a_guide_links_to_the_configured_repository(site):
     assert query["title"] == ["Guide request: parking permits for students"]
     with_results = c.get("/search?q=resit").get_data(as_text=True)
     assert (
-        'Didn\'t find it? <a href="https://github.com/example/guides/issues/new?title=Guide+request%3A+resit&amp;labels=guide-request">Ask for a guide</a>'
-        in with_results
+        "Didn't find it? <a "
+        'href="https://github.com/example/guides/issues/new?title=Guide+request%3A+resit&amp;labels=guide-request">'
+        "Ask for a guide</a>" in with_results
     )
 
 

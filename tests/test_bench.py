@@ -20,7 +20,8 @@ ABSTRACTS = [
     (
         "101",
         "Statins and muscle pain",
-        "Muscle pain is reported by patients taking statins. In blinded trials the rate was similar to placebo. Most symptoms resolved.",
+        "Muscle pain is reported by patients taking statins. In blinded trials the rate was similar to placebo. "
+        "Most symptoms resolved.",
     ),
     (
         "102",

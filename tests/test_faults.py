@@ -608,7 +608,8 @@ def test_analytics_loss_is_logged_as_a_total_and_shown_by_healthz(site, tmp_path
 
 
 def test_an_unreachable_analytics_database_costs_one_connect_timeout_not_two(tmp_path, monkeypatch):
-    """Creating the tables is retried only for the race with another process creating them, not for a failed connection."""
+    """Creating the tables is retried only for the race with another process creating them, not for a failed
+    connection."""
     from sqlalchemy.exc import OperationalError
 
     import kb.store

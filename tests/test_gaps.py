@@ -1,4 +1,5 @@
-"""kb.tools.gaps: unanswered questions grouped when they ask the same thing, ranked by demand, with a way to start the guide."""
+"""kb.tools.gaps: unanswered questions grouped when they ask the same thing, ranked by demand, with a way to start
+the guide."""
 
 from __future__ import annotations
 

@@ -122,7 +122,8 @@ def test_swaps_under_a_threaded_server(swap_site):
     with threaded_server(app) as base:
         results, failed, mixed, seen, expected = run_swaps(content, index, embedder, base)
     print(
-        f"threaded server: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}"
+        f"threaded server: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served "
+        f"{len(seen)}/{len(expected)}"
     )
     assert len(results) > 50
     assert failed == [] and mixed == []
@@ -137,7 +138,8 @@ def test_swaps_under_gunicorn_workers(swap_site):
             f"""
             from app import create_app
             from tests.fakes import HashEmbedder
-            app = create_app({{"KB_CONTENT_DIR": {str(content)!r}, "KB_INDEX_DIR": {str(index)!r}, "KB_RELOAD_INTERVAL": 0.2,
+            app = create_app({{"KB_CONTENT_DIR": {str(content)!r}, "KB_INDEX_DIR": {str(index)!r},
+                               "KB_RELOAD_INTERVAL": 0.2,
                                "KB_DATABASE_URL": "sqlite:///{tmp / "a.sqlite3"}"}}, embedder=HashEmbedder())
             """
         )
@@ -149,7 +151,8 @@ def test_swaps_under_gunicorn_workers(swap_site):
         results, failed, mixed, seen, expected = run_swaps(content, index, embedder, base)
     log = log_path.read_text()
     print(
-        f"gunicorn, 2 workers: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations served {len(seen)}/{len(expected)}"
+        f"gunicorn, 2 workers: {len(results)} requests, {len(failed)} failed, {len(mixed)} mixed, generations "
+        f"served {len(seen)}/{len(expected)}"
     )
     assert len(results) > 50, log
     assert failed == [] and mixed == [], (failed[:3], mixed[:3], log[-2000:])

@@ -30,15 +30,22 @@ def fill_body(path: Path) -> None:
     """Do what a contributor does: replace every TODO prompt in the body with their own writing."""
     answers = iter(
         [
-            "Your first on-call shift feels like a leap. This guide is for final-year students and new F1s who want to know what the night involves.",
+            "Your first on-call shift feels like a leap. This guide is for final-year students and new F1s who "
+            "want to know what the night involves.",
             "## What actually happens on an F1 on-call shift?",
-            "You hold the bleep for wards you may never have worked on. Most calls are jobs: fluid charts, drug charts, cannulas and reviewing "
-            "patients whose observations have changed. Write every job down with the ward, bed and time, and see the sickest patient first.",
+            "You hold the bleep for wards you may never have worked on. Most calls are jobs: fluid charts, drug "
+            "charts, cannulas and reviewing "
+            "patients whose observations have changed. Write every job down with the ward, bed and time, and see "
+            "the sickest patient first.",
             "## Who do I call when I am out of my depth?",
-            "Call your registrar early. Nobody expects an F1 to manage a deteriorating patient alone, and seniors would much rather hear from "
-            "you at two in the morning than find out at handover. Save the outreach team's number before the shift starts.",
-            "Eat a proper meal before you start, take your breaks when the bleep is quiet, and keep a list of the jobs you have handed over.",
-            "Your trust's induction pages and rota documents explain local on-call arrangements; ask the rota coordinator which apply to you.",
+            "Call your registrar early. Nobody expects an F1 to manage a deteriorating patient alone, and "
+            "seniors would much rather hear from "
+            "you at two in the morning than find out at handover. Save the outreach team's number before the "
+            "shift starts.",
+            "Eat a proper meal before you start, take your breaks when the bleep is quiet, and keep a list of "
+            "the jobs you have handed over.",
+            "Your trust's induction pages and rota documents explain local on-call arrangements; ask the rota "
+            "coordinator which apply to you.",
         ]
     )
     text = path.read_text(encoding="utf-8")

@@ -57,7 +57,8 @@ def test_xss_vectors_are_neutralised(vector):
 
 def test_headings_get_stable_anchors_and_toc():
     r = render_markdown(
-        "Intro\n\n## Can I use the BNF in the PSA?\n\nYes.\n\n### What about paper copies?\n\nNo.\n\n## Can I use the BNF in the PSA?\n\nAgain."
+        "Intro\n\n## Can I use the BNF in the PSA?\n\nYes.\n\n### What about paper copies?\n\nNo.\n\n## Can I "
+        "use the BNF in the PSA?\n\nAgain."
     )
     assert '<h2 id="can-i-use-the-bnf-in-the-psa">' in r.html
     assert [a for _, a, _ in r.headings] == [

@@ -256,7 +256,8 @@ def test_lowercase_acronym_that_is_an_ordinary_word_stays_a_word(tmp_path):
     shutil.copytree(FIXTURE_CONTENT, content)
     with open(content / "glossary.yml", "a", encoding="utf-8") as fh:
         fh.write(
-            "- term: PLACE\n  expansion: Placement Learning And Clinical Experience\n  meaning: A made-up acronym for this test.\n"
+            "- term: PLACE\n  expansion: Placement Learning And Clinical Experience\n  meaning: A made-up "
+            "acronym for this test.\n"
         )
     build_index(content, tmp_path / "index", HashEmbedder())
     gen = Searcher(tmp_path / "index", HashEmbedder()).generation()

@@ -83,7 +83,8 @@ XSS_VECTORS = [
     "<svg><script>alert('v2')</script></svg>",
     "<svg><animate onbegin=alert('v3') attributeName=x dur=1s>",
     "<svg><a xlink:href=\"javascript:alert('v4')\"><text x=20 y=20>x</text></a></svg>",
-    "<svg><use href=\"data:image/svg+xml,<svg id='x' xmlns='http://www.w3.org/2000/svg'><image href='1' onerror='alert(1)'/></svg>#x\"/></svg>",
+    "<svg><use href=\"data:image/svg+xml,<svg id='x' xmlns='http://www.w3.org/2000/svg'><image href='1' "
+    "onerror='alert(1)'/></svg>#x\"/></svg>",
     "<svg><foreignObject><img src=x onerror=alert('v6')></foreignObject></svg>",
     "<math><mtext><table><mglyph><style><img src=x onerror=alert('v7')>",
     "<math><maction actiontype=statusline xlink:href=\"javascript:alert('v8')\">x</maction></math>",
@@ -230,7 +231,8 @@ def test_scanner_catches_what_it_must():
         assert active_markup(bad), bad
     assert (
         active_markup(
-            '<script src="/static/search.js"></script><a href="/guides/x" rel="noopener">x</a><a href="jav  ascript:x">relative</a>'
+            '<script src="/static/search.js"></script><a href="/guides/x" rel="noopener">x</a><a href="jav  '
+            'ascript:x">relative</a>'
         )
         == []
     )
@@ -289,7 +291,10 @@ def hostile_guide(i: int, vector: str) -> str:
     }
     if i < len(EVIL_META):
         meta.update(EVIL_META[i])
-    body = f"Intro alert vector {i}.\n\n## Vector {i} section {vector[:50]}\n\n{vector}\n\nAfter the vector, alert text {i}.\n"
+    body = (
+        f"Intro alert vector {i}.\n\n## Vector {i} section {vector[:50]}\n\n"
+        f"{vector}\n\nAfter the vector, alert text {i}.\n"
+    )
     return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n\n" + body
 
 
@@ -675,11 +680,15 @@ var out = [];
 document.querySelectorAll("*").forEach(function (el) {
   var tag = el.tagName.toLowerCase();
   if (["iframe", "object", "embed", "svg", "math", "base", "frame", "style"].indexOf(tag) >= 0) out.push(tag);
-  if (tag === "script" && ["/static/theme.js", "/static/search.js"].indexOf(el.getAttribute("src")) < 0) out.push("script " + el.getAttribute("src"));
+  if (tag === "script" && ["/static/theme.js", "/static/search.js"].indexOf(el.getAttribute("src")) < 0)
+    out.push("script " + el.getAttribute("src"));
   for (var i = 0; i < el.attributes.length; i++) {
     var a = el.attributes[i];
-    if (/^on/i.test(a.name) || a.name === "style" && el.closest("#guide-body, .live-results, #search-results")) out.push(tag + " " + a.name + "=" + a.value);
-    if (/^(href|src|action|formaction|xlink:href|data)$/i.test(a.name) && /^\\s*(javascript|vbscript|data):/i.test(a.value.replace(/[\\t\\n\\r]/g, ""))) out.push(tag + " " + a.name + "=" + a.value);
+    if (/^on/i.test(a.name) || a.name === "style" && el.closest("#guide-body, .live-results, #search-results"))
+      out.push(tag + " " + a.name + "=" + a.value);
+    if (/^(href|src|action|formaction|xlink:href|data)$/i.test(a.name)
+        && /^\\s*(javascript|vbscript|data):/i.test(a.value.replace(/[\\t\\n\\r]/g, "")))
+      out.push(tag + " " + a.name + "=" + a.value);
   }
 });
 return out;
@@ -690,7 +699,8 @@ return out;
 LAYOUT = """
 var out = [];
 var doc = document.documentElement;
-if (doc.scrollWidth > window.innerWidth + 1) out.push("horizontal overflow " + doc.scrollWidth + " > " + window.innerWidth);
+if (doc.scrollWidth > window.innerWidth + 1)
+  out.push("horizontal overflow " + doc.scrollWidth + " > " + window.innerWidth);
 ["header.site-header", "main#main", "footer.site-footer"].forEach(function (sel) {
   if (document.querySelectorAll(sel).length !== 1) out.push("expected one " + sel);
 });
@@ -698,7 +708,8 @@ var body = document.getElementById("guide-body");
 if (body) {
   if (!body.closest("article.guide")) out.push("guide body escaped its article");
   var sources = document.querySelector("section.sources");
-  if (!sources || !(body.compareDocumentPosition(sources) & Node.DOCUMENT_POSITION_FOLLOWING)) out.push("sources no longer follow the guide body");
+  if (!sources || !(body.compareDocumentPosition(sources) & Node.DOCUMENT_POSITION_FOLLOWING))
+    out.push("sources no longer follow the guide body");
   body.querySelectorAll("*").forEach(function (el) {
     if (el.classList.contains("visually-hidden")) return;  // the site's screen-reader text (no guide may use the class)
     var pos = getComputedStyle(el).position;
@@ -707,7 +718,8 @@ if (body) {
     if (r.width > doc.clientWidth + 1) out.push("too wide " + el.tagName + " " + Math.round(r.width));
   });
   var footer = document.querySelector("footer.site-footer");
-  if (footer && footer.getBoundingClientRect().top < body.getBoundingClientRect().bottom - 1) out.push("footer overlaps the guide");
+  if (footer && footer.getBoundingClientRect().top < body.getBoundingClientRect().bottom - 1)
+    out.push("footer overlaps the guide");
 }
 return out;
 """

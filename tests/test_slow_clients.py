@@ -46,7 +46,8 @@ def short_body(base: str, slug: str = "psa-resits") -> socket.socket:
     """A feedback post announcing 1,000 bytes of form and sending 9."""
     sock = _connect(base)
     sock.sendall(
-        f"POST /guides/{slug}/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nhelpful=y".encode()
+        f"POST /guides/{slug}/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nhelpful=y".encode()
     )
     return sock
 

@@ -260,11 +260,14 @@ def test_a_database_from_before_coverage_gets_the_column_once(tmp_path):
     db = tmp_path / "old.sqlite3"
     with sqlite3.connect(db) as conn:
         conn.execute(
-            "CREATE TABLE searches (id INTEGER PRIMARY KEY, search_id VARCHAR(32) NOT NULL UNIQUE, at DATETIME NOT NULL, query VARCHAR(300) NOT NULL,"
-            " mode VARCHAR(16) NOT NULL, category VARCHAR(80), tag VARCHAR(80), results INTEGER, took_ms FLOAT, source VARCHAR(8) NOT NULL)"
+            "CREATE TABLE searches (id INTEGER PRIMARY KEY, search_id VARCHAR(32) NOT NULL UNIQUE, at DATETIME "
+            "NOT NULL, query VARCHAR(300) NOT NULL,"
+            " mode VARCHAR(16) NOT NULL, category VARCHAR(80), tag VARCHAR(80), results INTEGER, took_ms FLOAT, "
+            "source VARCHAR(8) NOT NULL)"
         )
         conn.execute(
-            "INSERT INTO searches (search_id, at, query, mode, results, source) VALUES ('aaaa000000000000', '2026-11-25 10:00:00', 'old question', 'hybrid', 3, 'page')"
+            "INSERT INTO searches (search_id, at, query, mode, results, source) VALUES ('aaaa000000000000', "
+            "'2026-11-25 10:00:00', 'old question', 'hybrid', 3, 'page')"
         )
     for _ in range(2):  # a second process finds it already there
         s = Store(f"sqlite:///{db}", retention_days=3650)

@@ -119,7 +119,10 @@ def test_structure_errors_are_located(tmp_path, body, code, line, message):
 
 
 def test_a_section_with_only_subsections_is_not_empty_and_code_is_ignored(tmp_path):
-    body = "Intro.\n\n## Parent?\n\n### Child?\n\nText.\n\n## Code?\n\n```\n# not a heading\nTODO not a prompt\n```\n\nUse `TODO` in code.\n"
+    body = (
+        "Intro.\n\n## Parent?\n\n### Child?\n\nText.\n\n"
+        "## Code?\n\n```\n# not a heading\nTODO not a prompt\n```\n\nUse `TODO` in code.\n"
+    )
     report = check(make_content(tmp_path, {"psa/a-guide.md": front() + body}))
     assert [p.format() for p in report.problems] == []
 
@@ -348,7 +351,10 @@ def test_cycle_specific_claims_in_an_evergreen_guide_are_warned_at_path_line_col
 
 
 def test_a_cycle_guide_may_state_its_own_cycle_and_later_ones(tmp_path):
-    body = "Intro.\n\n## When?\n\nFP2027 applications opened in autumn 2026 for 2026/27; FP2028 follows. FP2026 ran in 2025/26.\n"
+    body = (
+        "Intro.\n\n## When?\n\n"
+        "FP2027 applications opened in autumn 2026 for 2026/27; FP2028 follows. FP2026 ran in 2025/26.\n"
+    )
     report = check(
         make_content(
             tmp_path,
@@ -403,7 +409,8 @@ def dup_content(tmp_path):
     )
     copy = (
         front(title="Copy", reviewed="2026-11-20")
-        + "Intro.\n\n## Something unrelated?\n\nCompletely different words about pharmacology exams and calculators here, long enough to compare at all, "
+        + "Intro.\n\n## Something unrelated?\n\nCompletely different words about pharmacology exams and "
+        "calculators here, long enough to compare at all, "
         "with a second sentence about practice papers and timing strategy.\n\n"
         f"## Before day one?\n\n{SHARED}\n"
     )
@@ -665,7 +672,8 @@ def test_workflow_validator_command_annotates_a_pull_request(repo):
         "::error file=content/psa/b-guide.md,line=4,col=1,title=front-matter.category::unknown category 'wizardry' "
         "(fix: use one of: psa, sjt, applications, ukmla, placements, starting-f1, peer-support)",
         "::warning file=content/psa/b-guide.md,line=24,col=5,title=glossary.missing::'XYZ' is not in the glossary "
-        "(fix: add '- term: XYZ' with its expansion and meaning to content/glossary.yml (search expands it, readers get a tooltip), "
+        "(fix: add '- term: XYZ' with its expansion and meaning to content/glossary.yml (search expands it, "
+        "readers get a tooltip), "
         "or spell it out where it is first used, as in 'Full Name (XYZ)')",
     ]
 
@@ -748,7 +756,7 @@ def test_broken_copy_reports_one_line_per_problem_and_names_the_original(tmp_pat
     assert "no section '#how-long-is-the-exam' in /guides/psa-format-and-sections" in by_file["psa-preparation-plan.md"]
     dup = by_file["surviving-your-first-on-call.md"]
     assert (
-        ": warning: section 'What is a rota?' closely matches 'What is a rota?' in content/starting-f1/rotas-and-pay-basics.md"
-        in dup
+        ": warning: section 'What is a rota?' closely matches 'What is a rota?' in "
+        "content/starting-f1/rotas-and-pay-basics.md" in dup
     )
     assert "(/guides/rotas-and-pay-basics#what-is-a-rota)" in dup

@@ -178,9 +178,11 @@ def test_hostile_guide_renders_inert(tmp_path, real_embedder):
     shutil.copytree(FIXTURE_CONTENT, content)
     evil = content / "psa" / "evil.md"
     evil.write_text(
-        '---\ntitle: "<script>alert(1)</script> title"\nsummary: "<img src=x onerror=alert(1)>"\ncategory: psa\ntags: [psa]\n'
+        '---\ntitle: "<script>alert(1)</script> title"\nsummary: "<img src=x onerror=alert(1)>"\ncategory: '
+        "psa\ntags: [psa]\n"
         'authors: ["</script><script>alert(2)</script>"]\nlast_reviewed: 2026-11-01\napplies_to: evergreen\nsources:\n'
-        '  - title: "x"\n    url: "https://example.org/"\n---\n\nBody <script>alert(1)</script> and <img src=x onerror=alert(1)>.\n\n## Section\n\nText.\n'
+        '  - title: "x"\n    url: "https://example.org/"\n---\n\nBody <script>alert(1)</script> and <img src=x '
+        "onerror=alert(1)>.\n\n## Section\n\nText.\n"
     )
     index = tmp_path / "index"
     build_index(content, index, real_embedder)

@@ -371,7 +371,8 @@ BRACKET_TOKEN_RE = re.compile(r"\\[\s\S]|[\[\]()]|\n[ \t]*(?=\n)")
 
 
 def _nesting(line: str) -> int:
-    """How many containers a line sits in: one per '>' and list marker it starts with, one per 4 columns of indentation."""
+    """How many containers a line sits in: one per '>' and list marker it starts with, one per 4 columns of
+    indentation."""
     depth = columns = i = 0
     while i < len(line):
         c = line[i]
@@ -484,7 +485,8 @@ def limit_problems(body: str, body_line: int, shown: str) -> list[Problem]:
     if deep:
         err(
             deep[1],
-            f"brackets are nested {deep[0]} deep here (an unclosed '[' or '(' counts until the next blank line); the limit is {MAX_BRACKET_DEPTH}",
+            f"brackets are nested {deep[0]} deep here (an unclosed '[' or '(' counts until the next blank line); "
+            f"the limit is {MAX_BRACKET_DEPTH}",
             "close each '[' with ']' and each '(' with ')', and check for one left open above this point",
             "body.brackets",
         )
@@ -492,7 +494,8 @@ def limit_problems(body: str, body_line: int, shown: str) -> list[Problem]:
     if len(tags) > MAX_HTML_TAGS:
         err(
             tags[MAX_HTML_TAGS],
-            f"more than {MAX_HTML_TAGS} HTML tags or comments (this is number {MAX_HTML_TAGS + 1}); the limit is {MAX_HTML_TAGS}",
+            f"more than {MAX_HTML_TAGS} HTML tags or comments (this is number {MAX_HTML_TAGS + 1}); the limit is "
+            f"{MAX_HTML_TAGS}",
             "write the guide in Markdown and delete the HTML (the site removes most of it anyway)",
             "body.html",
         )

@@ -324,7 +324,10 @@ def render_markdown(
             toc = _toc(getattr(md, "toc_tokens", []))
             rendered = Rendered(sanitise(html), toc, tuple(_flatten(toc)))
     except RecursionError:
-        reason = "this guide cannot be shown: its Markdown is nested too deeply (lists, quotes or brackets inside one another)"
+        reason = (
+            "this guide cannot be shown: its Markdown is nested too deeply "
+            "(lists, quotes or brackets inside one another)"
+        )
     except _BudgetSpent:
         reason = f"this guide cannot be shown: turning its Markdown into a page took more than {budget:g} seconds"
     else:

@@ -305,7 +305,8 @@ class SentenceTransformerEmbedder:
                         log.info("queries encoded with the ONNX export in %s", folder)
                     except Exception as exc:  # a broken export must not stop search: fall back to torch
                         log.warning(
-                            "ignoring the ONNX query encoder in %s (%s: %s); queries use PyTorch until `python scripts/build_index.py` exports it again",
+                            "ignoring the ONNX query encoder in %s (%s: %s); queries use PyTorch until `python "
+                            "scripts/build_index.py` exports it again",
                             folder,
                             exc.__class__.__name__,
                             exc,

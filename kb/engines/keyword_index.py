@@ -138,7 +138,8 @@ def analyse(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str | None:
-    """The index form of one word, or None for a stop word; memoised, as snippets stem the same words again and again."""
+    """The index form of one word, or None for a stop word; memoised, as snippets stem the same words again and
+    again."""
     tokens = analyse(word)
     return tokens[0] if tokens else None
 
@@ -360,7 +361,8 @@ class PostingsScorer:
         matched[rows] = True
 
     def _phrase(self, q: Q.Phrase, scores: np.ndarray, matched: np.ndarray) -> None:
-        """Documents holding the words at consecutive positions, scored as the sum of the words' BM25F (as SpanNear2 does)."""
+        """Documents holding the words at consecutive positions, scored as the sum of the words' BM25F (as SpanNear2
+        does)."""
         f = self.fields[q.fieldname]
         terms = [f.vocab.get(w if isinstance(w, str) else w.decode("utf-8")) for w in q.words]
         if not terms or any(t is None for t in terms):

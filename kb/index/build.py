@@ -77,7 +77,10 @@ class BuildReport:
     def summary(self) -> str:
         """The first line is the headline; the following lines say what changed and what was reused."""
         if self.skipped:
-            return f"Index is up to date ({self.guides} guides, {self.chunks} chunks); nothing to do. Use --full to rebuild anyway."
+            return (
+                f"Index is up to date ({self.guides} guides, {self.chunks} chunks); nothing to do. "
+                "Use --full to rebuild anyway."
+            )
         lines = [
             f"Built {self.generation}: {self.guides} guides "
             f"({len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed); "
@@ -97,7 +100,8 @@ class BuildReport:
                 how = ", ".join(f"{s} {e} of {t} chunks" for s, (e, t) in sorted(self.embedded_by_guide.items()))
             plural = "s" if self.embedded != 1 else ""
             lines.append(
-                f"  embedded {self.embedded} chunk{plural} in {self.embed_seconds:.2f} s with {self.encoder or 'the model'}: {how}"
+                f"  embedded {self.embedded} chunk{plural} in {self.embed_seconds:.2f} s with "
+                f"{self.encoder or 'the model'}: {how}"
             )
         else:
             lines.append("  embedded nothing: every chunk's vector came from the cache")

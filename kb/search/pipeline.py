@@ -131,7 +131,8 @@ def _index_faults(method):
             )
             self.invalidate()
             raise IndexNotBuiltError(
-                f"the search index generation {gen.name} is damaged ({exc.__class__.__name__}); run `{BUILD_COMMAND} --full`"
+                f"the search index generation {gen.name} is damaged ({exc.__class__.__name__}); run "
+                f"`{BUILD_COMMAND} --full`"
             ) from exc
 
     return wrapper

@@ -143,7 +143,8 @@ def new_guide(
         taken = next((p for p in content_dir.rglob(f"{slug}.md")), None)
         if taken is not None:
             raise ScaffoldError(
-                f"a guide called '{slug}' already exists at {taken}; improve that one, or choose another title or --slug"
+                f"a guide called '{slug}' already exists at {taken}; improve that one, or choose another title "
+                "or --slug"
             )
         same_title = next((g for g in guides if g.title.casefold() == title.casefold()), None)
         if same_title is not None:

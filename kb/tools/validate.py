@@ -492,7 +492,8 @@ def _check_link(f: _Found, src: Source, site: SiteMap, start: int, url: str) -> 
 
 
 _STOP = frozenset(
-    "a an and are as at be can do does for how i if in is it my of on or the to what when where which who why with you your".split()
+    "a an and are as at be can do does for how i if in is it my of on or the to what when where which who why "
+    "with you your".split()
 )
 
 
@@ -514,7 +515,10 @@ def _check_anchor(f: _Found, start: int, slug: str, anchor: str, site: SiteMap, 
         if near:
             hint = f"did you mean #{near}?"
         elif anchors:
-            hint = f"the closest sections are {', '.join('#' + a for a in _ranked(anchor, anchors)[:3])}; anchors are the heading in lowercase with hyphens"
+            hint = (
+                f"the closest sections are {', '.join('#' + a for a in _ranked(anchor, anchors)[:3])}; "
+                "anchors are the heading in lowercase with hyphens"
+            )
         else:
             hint = "that guide has no sections: link to the guide itself"
         f.at(start, "error", f"no section '#{anchor}' in {where}", hint, "link.anchor")
@@ -592,7 +596,8 @@ def check_html(src: Source) -> list[Problem]:
                     if tag in ("script", "style", "template")
                     else " (any text inside it stays, as plain text)"
                 ),
-                "write it in Markdown (a link is [text](https://...)); the only HTML kept is simple tags such as <sup>, <sub>, <br> and <details>",
+                "write it in Markdown (a link is [text](https://...)); the only HTML kept is simple tags such as "
+                "<sup>, <sub>, <br> and <details>",
                 "html.tag",
             )
             continue
@@ -681,7 +686,8 @@ def check_glossary(src: Source, glossary: Glossary) -> list[Problem]:
             m.start(),
             "warning",
             f"'{word}' is not in the glossary",
-            f"add '- term: {word}' with its expansion and meaning to content/glossary.yml (search expands it, readers get a tooltip), "
+            f"add '- term: {word}' with its expansion and meaning to content/glossary.yml (search expands it, "
+            "readers get a tooltip), "
             f"or spell it out where it is first used, as in 'Full Name ({word})'",
             "glossary.missing",
         )
@@ -707,7 +713,8 @@ def check_staleness(guide: Guide, src: Source, options: CheckOptions, today: dt.
             _key_line(src.fm_text, "last_reviewed"),
             1,
             level,
-            f"last reviewed {age} days ago ({guide.last_reviewed.isoformat()}); guides are re-checked every {options.stale_after_days} days",
+            f"last reviewed {age} days ago ({guide.last_reviewed.isoformat()}); guides are re-checked every "
+            f"{options.stale_after_days} days",
             "check every dated fact against its source, then set last_reviewed to today's date",
             "stale.review",
         )
@@ -728,13 +735,17 @@ def check_sources(guide: Guide, src: Source) -> list[Problem]:
             1,
             "error",
             f"source '{s.title}' links the home page {s.url}, not the page that supports the guide",
-            f"open the page you checked the facts on and paste its own address (e.g. {s.url.rstrip('/')}/the-page-you-read)",
+            "open the page you checked the facts on and paste its own address (e.g. "
+            f"{s.url.rstrip('/')}/the-page-you-read)",
             "source.home-page",
         )
     return f.items
 
 
-MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec"
+MONTHS = (
+    "January|February|March|April|May|June|July|August|September|October|November|December"
+    "|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec"
+)
 CYCLE_CLAIM_RE = re.compile(
     r"\b(?:UKFP|FP) ?(?P<fp>20\d\d)\b"
     r"|\b(?P<ay>20\d\d) ?[/\u2013-] ?(?P<ay2>\d\d)\b(?![-/]\d)"
@@ -808,8 +819,10 @@ def check_dated_claims(guide: Guide, src: Source, today: dt.date) -> list[Proble
                 src.line_starts[i] + m.start(),
                 "warning",
                 f"{what} is a dated, cycle-specific claim in {where}: it will go out of date with no banner to say so",
-                "say it without the year and link the page that publishes the current dates, or move it under a heading "
-                'containing "history" or into a \'!!! note "History"\' block, or set applies_to to the cycle the guide describes',
+                "say it without the year and link the page that publishes the current dates, or move it under a "
+                "heading "
+                'containing "history" or into a \'!!! note "History"\' block, or set applies_to to the cycle the '
+                "guide describes",
                 "dated.claim",
             )
     return f.items

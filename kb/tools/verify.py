@@ -323,7 +323,8 @@ def _check_cache(v: Verification, index_dir: Path, manifest: dict, chunks: list[
         v.add(
             "cache",
             WARN,
-            f"{differ} cached vectors differ from the live index; run `{FULL_COMMAND}` to re-embed and rewrite the cache",
+            f"{differ} cached vectors differ from the live index; run `{FULL_COMMAND}` to re-embed and rewrite "
+            "the cache",
         )
     elif absent:
         v.add("cache", WARN, f"{absent} of {len(chunks)} live chunks are not cached: the next build embeds them again")
@@ -342,7 +343,8 @@ def _check_content(v: Verification, content_dir: Path, manifest: dict) -> None:
         v.add(
             "guides",
             WARN,
-            f"{len(errors)} error(s) in the guides: the next build will refuse to run until they are fixed, e.g. {errors[0].format()}",
+            f"{len(errors)} error(s) in the guides: the next build will refuse to run until they are fixed, e.g. "
+            f"{errors[0].format()}",
         )
     old = manifest.get("guides", {})
     new = {g.slug: g for g in guides}
@@ -397,7 +399,8 @@ def _check_encoder(v: Verification, index_dir: Path, model: str) -> None:
         v.add(
             "encoder",
             WARN,
-            "no ONNX export of this model: servers encode queries with sentence-transformers (more memory); the build exports one where the model allows",
+            "no ONNX export of this model: servers encode queries with sentence-transformers (more memory); the "
+            "build exports one where the model allows",
         )
         return
     problem = export_problem(folder, thorough=True)
@@ -405,7 +408,8 @@ def _check_encoder(v: Verification, index_dir: Path, model: str) -> None:
         v.add(
             "encoder",
             WARN,
-            f"the ONNX query encoder export {folder} is damaged ({problem}): servers fall back to sentence-transformers, about twice the memory per worker; `{BUILD_COMMAND}` exports it again",
+            f"the ONNX query encoder export {folder} is damaged ({problem}): servers fall back to "
+            f"sentence-transformers, about twice the memory per worker; `{BUILD_COMMAND}` exports it again",
         )
         v.repairs.append("the query encoder export is damaged")
     else:
@@ -418,5 +422,6 @@ def _check_debris(v: Verification, index_dir: Path) -> None:
         v.add(
             "leftovers",
             WARN,
-            f"{_short([p.name for p in leftovers], 4)} left by an interrupted build; harmless (never served), the next build removes them",
+            f"{_short([p.name for p in leftovers], 4)} left by an interrupted build; harmless (never served), "
+            "the next build removes them",
         )

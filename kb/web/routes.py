@@ -89,7 +89,10 @@ def search_page():
     if not q.strip():
         return render_template("search.html", data=None, q="", categories=_categories(), tags=tags, params=request.args)
     data = _search_data("page")
-    issue_url = f"{k.settings['KB_REPO_URL'].rstrip('/')}/issues/new?title={quote_plus('Guide request: ' + q[:150])}&labels=guide-request"
+    issue_url = (
+        f"{k.settings['KB_REPO_URL'].rstrip('/')}/issues/new"
+        f"?title={quote_plus('Guide request: ' + q[:150])}&labels=guide-request"
+    )
     return render_template(
         "search.html", data=data, q=q, categories=_categories(), tags=tags, params=request.args, issue_url=issue_url
     )

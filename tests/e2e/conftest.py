@@ -44,7 +44,8 @@ def site_app(site_index, real_embedder, tmp_path_factory):
             "KB_INDEX_DIR": str(site_index),
             "KB_RELOAD_INTERVAL": 0,
             "KB_LOG_SEARCHES": False,
-            "KB_TODAY": content_today().isoformat(),  # banners judged on the day the guides are current, not the machine's
+            # banners judged on the day the guides are current, not the machine's
+            "KB_TODAY": content_today().isoformat(),
         },
         embedder=real_embedder,
     )
@@ -63,7 +64,8 @@ def _require_browser() -> None:
     if missing:
         pytest.fail(
             f"headless Chromium is needed for the browser tests but {', '.join(missing)} is missing: "
-            "run `bash scripts/ensure_test_services.sh` as root on Debian, or `apt-get install chromium chromium-driver`",
+            "run `bash scripts/ensure_test_services.sh` as root on Debian, or `apt-get install chromium "
+            "chromium-driver`",
             pytrace=False,
         )
 

@@ -96,7 +96,8 @@ def test_feedback_form_in_the_browser(browser, tracked):
     wait_for(
         browser,
         lambda d: d.execute_script(
-            "var r = arguments[0].getBoundingClientRect(); return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === arguments[0];",
+            "var r = arguments[0].getBoundingClientRect(); return document.elementFromPoint(r.x + r.width / 2, "
+            "r.y + r.height / 2) === arguments[0];",
             no,
         ),
         "the No button to be visible",

@@ -1,6 +1,7 @@
 """The site in real headless Chromium: live search, keyboard use, phone width, dark mode, no JavaScript, axe-core.
 
-Every page visited here is also saved as a screenshot under test-artifacts/browser/ (git-ignored) for a person to look at.
+Every page visited here is also saved as a screenshot under test-artifacts/browser/ (git-ignored) for a person to
+look at.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def scheme(driver, value: str) -> None:
     )
     if driver.current_url.startswith("http"):
         driver.execute_script(
-            "try { localStorage.removeItem('theme'); } catch (e) {} document.documentElement.removeAttribute('data-theme');"
+            "try { localStorage.removeItem('theme'); } catch (e) {} "
+            "document.documentElement.removeAttribute('data-theme');"
         )
 
 
@@ -77,7 +79,8 @@ def phone(driver, width: int = 375, height: int = 812):
 
 def background_luminance(driver) -> float:
     rgb = driver.execute_script(
-        "var c = getComputedStyle(document.body).backgroundColor.match(/\\d+(\\.\\d+)?/g).map(Number); return c.slice(0, 3);"
+        "var c = getComputedStyle(document.body).backgroundColor.match(/\\d+(\\.\\d+)?/g).map(Number); return "
+        "c.slice(0, 3);"
     )
 
     def lin(c):
@@ -115,11 +118,13 @@ def result_slugs(driver) -> list[str]:
 
 
 def live_results(driver, listbox_id: str, q: str, at_least: int = 1, what: str = "live results"):
-    """Wait until the dropdown shows the answer to `q` itself (not to a prefix typed on the way) and return its options."""
+    """Wait until the dropdown shows the answer to `q` itself (not to a prefix typed on the way) and return its
+    options."""
     wait_for(
         driver,
         lambda d: d.execute_script(
-            "var l = document.getElementById(arguments[0]); return l.getAttribute('data-query') === arguments[1] && l.querySelectorAll('[role=option]').length >= arguments[2];",
+            "var l = document.getElementById(arguments[0]); return l.getAttribute('data-query') === arguments[1] "
+            "&& l.querySelectorAll('[role=option]').length >= arguments[2];",
             listbox_id,
             q,
             at_least,
@@ -392,7 +397,8 @@ def test_the_answer_card_leads_the_results_and_opens_the_passage(browser, live_s
     first_words = " ".join(api["answer"]["text"].split()[:4])
     passage = browser.find_element(
         By.XPATH,
-        f"//*[@id='guide-body']//*[contains(normalize-space(.), {json.dumps(first_words)})][not(*[contains(normalize-space(.), {json.dumps(first_words)})])]",
+        "//*[@id='guide-body']//*[contains(normalize-space(.), "
+        f"{json.dumps(first_words)})][not(*[contains(normalize-space(.), {json.dumps(first_words)})])]",
     )
     top = browser.execute_script("return window.scrollY")
     wait_for(
@@ -686,7 +692,9 @@ def run_axe(driver) -> dict:
         var done = arguments[arguments.length - 1];
         axe.run(document, {resultTypes: ['violations']}).then(function (r) {
           done({version: axe.version, violations: r.violations.map(function (v) {
-            return {id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(function (n) { return {target: n.target, summary: n.failureSummary}; })};
+            return {id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(function (n) {
+              return {target: n.target, summary: n.failureSummary};
+            })};
           })});
         }, function (e) { done({error: String(e)}); });
         """
@@ -709,7 +717,8 @@ def test_axe_reports_what_it_should(browser, live_server):
     """The check above can fail: an image without alternative text on the page is a critical violation."""
     load(browser, live_server + "/")
     browser.execute_script(
-        "var img = document.createElement('img'); img.src = '/static/favicon.svg'; document.querySelector('main').appendChild(img);"
+        "var img = document.createElement('img'); img.src = '/static/favicon.svg'; "
+        "document.querySelector('main').appendChild(img);"
     )
     ids = {(v["id"], v["impact"]) for v in run_axe(browser)["violations"]}
     assert ("image-alt", "critical") in ids
