@@ -205,10 +205,10 @@ def test_typing_fast_sends_one_request_and_drops_stale_ones(browser, live_server
     knowledge_base = site_app.extensions["kb"]
     fast_search = knowledge_base.search
 
-    def slow_for_dops(params):
-        if "DOPS" in params["q"]:
+    def slow_for_dops(search_request):
+        if "DOPS" in search_request.query:
             time.sleep(3)
-        return fast_search(params)
+        return fast_search(search_request)
 
     knowledge_base.search = slow_for_dops
     expected = api_first(live_server, "rota and pay")
