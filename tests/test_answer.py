@@ -54,10 +54,15 @@ def test_sentences_split_prose_and_keep_list_items_whole():
 
 
 def test_best_passage_holds_the_most_of_the_query_and_prefers_the_first_sentences():
+    # runs are as long as the limits allow: the opening run holds both words and is the earliest
     a, b, score = best_passage(TEXT, wanted("marks", "sections"))
-    assert TEXT[a:b].startswith("It has 60 items in eight sections, worth 200 marks in total.") and score == 1.0
+    assert TEXT[a:b].startswith("The PSA is a two-hour online exam. It has 60 items") and score == 1.0
+    assert TEXT[a:b].endswith("Most people sit it in final year.")
     a, b, score = best_passage(TEXT, wanted("review"))
-    assert TEXT[a:b] == "- Prescription review: 32 marks" and score == 1.0
+    assert TEXT[a:b] == "Most people sit it in final year.\n- Prescribing: 80 marks\n- Prescription review: 32 marks"
+    assert score == 1.0
+    a, b, score = best_passage(TEXT, wanted("review"), max_sentences=1)
+    assert TEXT[a:b] == "- Prescription review: 32 marks"
     a, b, score = best_passage(TEXT, wanted("exam"))
     assert TEXT[a:b].startswith("The PSA is a two-hour online exam.") and score == 1.0
     a, b, score = best_passage(TEXT, wanted("unrelated"))

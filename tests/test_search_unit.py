@@ -6,12 +6,12 @@ import pytest
 
 from kb.errors import QueryError
 from kb.index.build import build_index
-from kb.search.fuse import RRF_K, fuse, rank, reciprocal_rank_fusion
+from kb.search.fuse import RRF_K, by_evidence, fuse, rank, reciprocal_rank_fusion
 from kb.search.pipeline import Searcher
 from kb.search.plan import Unit, parse_query, plan, rewrite_query
 from kb.search.present import Hit, group_hits, make_snippet, present
 from kb.search.request import SearchRequest
-from kb.search.retrieve import Candidates, Filters, keyword_candidates, retrieve, semantic_candidates
+from kb.search.retrieve import Candidates, Filters, keyword_candidates, query_vector, retrieve, semantic_candidates
 from tests.conftest import FIXTURE_CONTENT
 from tests.fakes import HashEmbedder
 
@@ -163,7 +163,7 @@ def test_filters_hold_for_both_engines(fake_searcher, filters):
     every = keyword_candidates(gen, qp, Filters(), pool=len(gen.chunks))
     keyword = keyword_candidates(gen, qp, filters, pool=50)
     assert keyword and keyword == [cid for cid in every if filters.admits(gen.by_id[cid])]  # same order, fewer
-    semantic = semantic_candidates(gen, qp, fake_searcher.embedder, filters, pool=50)
+    semantic = semantic_candidates(gen, qp, query_vector(qp, fake_searcher.embedder), filters, pool=50)
     assert semantic and all(filters.admits(gen.by_id[cid]) for cid, _ in semantic)
     assert len(semantic) == sum(filters.admits(c) for c in gen.chunks)  # every admitted section is scored
     found = retrieve(gen, qp, SearchRequest("x", mode="keyword", category=filters.category, tag=filters.tag), None)
@@ -194,9 +194,10 @@ def test_heading_boost_lifts_the_section_whose_heading_is_the_query(fake_searche
     marks = "psa-exam-format#which-section-carries-the-most-marks"
     found = Candidates(keyword=("psa-exam-format#", "psa-resits#", marks))
     assert [cid for cid, _ in fuse("keyword", found)][-1] == marks
-    assert rank(gen, "keyword", found, qp)[0][0] == marks
+    assert rank(gen, found, qp, SearchRequest("which section carries the most marks", mode="keyword"))[0][0] == marks
     semantic = Candidates(semantic=(("psa-resits#", 0.9), (marks, 0.5)))
-    assert [cid for cid, _ in rank(gen, "semantic", semantic, qp)] == ["psa-resits#", marks]  # cosine alone
+    request = SearchRequest("which section carries the most marks", mode="semantic")
+    assert [cid for cid, _ in rank(gen, semantic, qp, request)] == ["psa-resits#", marks]  # cosine alone
 
 
 def test_present_groups_by_guide_with_snippets_and_ranks(fake_searcher):
@@ -315,3 +316,18 @@ def test_a_guide_title_is_found_by_phrase_and_by_meaning(fake_searcher):
     assert hits and {h.slug for h in hits} == {"psa-exam-format"}
     assert fake_searcher.search(SearchRequest("laid", mode="keyword")).hits == ()
     assert fake_searcher.search(SearchRequest("laid", mode="semantic")).hits[0].slug == "psa-exam-format"
+
+
+def test_hybrid_ranking_puts_the_section_whose_text_answers_first(fake_searcher):
+    """Section choice: of two sections of one guide, the one whose text is closer in meaning leads."""
+    gen = fake_searcher.generation()
+    request = SearchRequest("which section carries the most marks")
+    qp = plan(gen, request)
+    marks = "psa-exam-format#which-section-carries-the-most-marks"
+    other = "psa-exam-format#"
+    fused = [(other, 2.0 / 61), (marks, 1.9 / 61)]
+    closer = gen.vector_of(marks)  # a query vector equal to the marks section's own
+    reordered = by_evidence(gen, fused, qp, closer, top=2)
+    assert [cid for cid, _ in reordered] == [marks, other]
+    # beyond `top` the order is left alone
+    assert [cid for cid, _ in by_evidence(gen, fused, qp, closer, top=1)] == [other, marks]

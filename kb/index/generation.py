@@ -311,6 +311,11 @@ class IndexFiles:
             ) from exc
         self._check_consistent()
         self.by_id = {c.id: c for c in self.chunks}
+        self._row_of = {c.id: row for row, c in enumerate(self.chunks)}
+
+    def vector_of(self, chunk_id: str) -> np.ndarray:
+        """The stored embedding of one section (unit length, as the index holds it)."""
+        return self.vectors.reconstruct(self._row_of[chunk_id])
 
     def _check_consistent(self) -> None:
         counts = self.manifest["counts"]

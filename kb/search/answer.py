@@ -131,23 +131,21 @@ def best_passage(
 ) -> tuple[int, int, float]:
     """The run of up to `max_sentences` sentences that holds the most of the query, as (start, end, coverage).
 
-    A run starts at a sentence that holds some of the query and grows while the next sentence adds to
-    it, or while the run is too short to read as an answer (under 80 characters), within `max_chars`.
+    Every run is as long as the limits allow (`max_sentences` within `max_chars`): the words a query
+    shares with a guide often sit beside the fact that answers it rather than in the same sentence, so a
+    full run shows the answer more often than the matching sentence alone (tuning half of the labelled
+    set: the card held the expected phrase for 36% of queries with the shortest runs, 43% with full ones).
     Guides answer a heading's question in its first sentence (house style), so ties go to the earlier run.
     """
     spans = sentences(text)
     if not spans:
         return 0, 0, 0.0
     per = [_stems(text[a:b]) for a, b in spans]
-    starts = [i for i in range(len(spans)) if lexical_coverage(wanted, per[i]) > 0] or [0]
     best: tuple[float, int, int] | None = None
-    for i in starts:
+    for i in range(len(spans)):
         got = set(per[i])
         j = i + 1
         while j < len(spans) and j - i < max_sentences and spans[j][1] - spans[i][0] <= max_chars:
-            gain = lexical_coverage(wanted, got | per[j]) > lexical_coverage(wanted, got)
-            if not gain and spans[j - 1][1] - spans[i][0] >= 80:
-                break
             got |= per[j]
             j += 1
         score = lexical_coverage(wanted, got)

@@ -1,13 +1,19 @@
-"""Fuse: one ranking from the engines' candidates (reciprocal rank fusion), then the heading boost."""
+"""Fuse: one ranking from the engines' candidates (RRF), the heading boost, then section choice by the text."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from kb.content.chunking import Chunk
 from kb.engines.keyword_index import analyse
+from kb.search.answer import lexical_coverage, section_stems
 from kb.search.plan import QueryPlan
+from kb.search.request import SearchRequest
 from kb.search.retrieve import POOL, Candidates
+from kb.search.sections import Evidence, order_sections
 
 if TYPE_CHECKING:
     from kb.search.pipeline import Generation
@@ -61,20 +67,14 @@ def fuse(mode: str, found: Candidates) -> list[tuple[str, float]]:
     return fused + [(cid, 0.1 / (RRF_K + POOL + i)) for i, cid in enumerate(weak, 1)]
 
 
-def heading_boost(gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan) -> list[tuple[str, float]]:
-    """Rank a section whose heading clearly answers the query first.
+def heading_match(gen: Generation, qp: QueryPlan) -> Callable[[Chunk], float] | None:
+    """How clearly a section's heading says what the query says: F1 squared of their units, 0 to 1.
 
-    Guide headings are written as the questions their sections answer, so a heading that says
-    what the query says is strong evidence for that section. The heading and the query are
-    compared as sets of units (content words, glossary concepts whichever name is used, quoted
-    phrases): recall is the share of the query the heading covers, precision the share of the
-    heading the query covers. The bonus is their F1 squared, up to one extra rank-1 vote, so a
-    clear match counts and a heading sharing a word with a long question barely does: "What is
-    the PSA and who runs it?" beats "What support is there if I've failed the PSA?" for "PSA".
-
-    A guide's introduction gets no bonus: its title already is its heading in keyword scoring
-    and is part of every section's embedding; favouring it again would pull readers to the top
-    of a guide instead of to the section that answers.
+    The heading and the query are compared as sets of units (content words, glossary concepts
+    whichever name is used, quoted phrases): recall is the share of the query the heading covers,
+    precision the share of the heading the query covers, so a clear match counts and a heading
+    sharing a word with a long question barely does. A guide's introduction scores 0. None when
+    the query has nothing to compare.
     """
     wanted: list[tuple[frozenset[str], str | None, bool]] = [(frozenset(analyse(p)), None, False) for p in qp.phrases]
     for u in qp.units:
@@ -82,15 +82,11 @@ def heading_boost(gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan
         if stems or u.term is not None:
             wanted.append((stems, u.term.term if u.term is not None else None, u.function_word))
     if not wanted:
-        return fused
-    out = []
-    for cid, score in fused:
-        c = gen.by_id.get(cid)
-        if c is None:
-            continue
+        return None
+
+    def match(c: Chunk) -> float:
         if not c.anchor:
-            out.append((cid, score))
-            continue
+            return 0.0
         stems, concepts, size = gen.heading_terms(c)
         covered = [
             fw
@@ -100,13 +96,55 @@ def heading_boost(gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan
         recall = len(covered) / len(wanted)
         precision = min(1.0, sum(not fw for fw in covered) / size) if size else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out.append((cid, score + HEADING_WEIGHT * f1 * f1))
+        return f1 * f1
+
+    return match
+
+
+def heading_boost(gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan) -> list[tuple[str, float]]:
+    """Rank a section whose heading clearly answers the query first: up to one extra rank-1 vote.
+
+    Guide headings are written as the questions their sections answer, so a heading that says
+    what the query says is strong evidence for that section: "What is the PSA and who runs it?"
+    beats "What support is there if I've failed the PSA?" for "PSA" (see heading_match).
+
+    A guide's introduction gets no bonus: its title already is its heading in keyword scoring
+    and is part of every section's embedding; favouring it again would pull readers to the top
+    of a guide instead of to the section that answers.
+    """
+    match = heading_match(gen, qp)
+    if match is None:
+        return fused
+    out = [(cid, score + HEADING_WEIGHT * match(gen.by_id[cid])) for cid, score in fused if cid in gen.by_id]
     return sorted(out, key=lambda kv: -kv[1])
 
 
-def rank(gen: Generation, mode: str, found: Candidates, qp: QueryPlan) -> list[tuple[str, float]]:
-    """The fused ranking, with the heading boost except in semantic mode (there the cosine alone ranks)."""
-    fused = fuse(mode, found)
-    if mode != "semantic" and fused:
+def by_evidence(
+    gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan, vector: np.ndarray, top: int
+) -> list[tuple[str, float]]:
+    """The `top` sections that become hits, re-ranked by what their text says (kb/search/sections.py).
+
+    Each gets its exact cosine with the query (keyword-only hits included), the share of the
+    query's words and concepts it holds, and its heading match; the rest keep their order.
+    """
+    match = heading_match(gen, qp)
+    wanted = qp.wanted()
+    evidence = {}
+    for cid, _ in fused[:top]:
+        c = gen.by_id.get(cid)
+        if c is not None:
+            cosine = float(np.dot(gen.vector_of(cid), vector))
+            heading = match(c) if match is not None else 0.0
+            evidence[cid] = Evidence(cosine, lexical_coverage(wanted, section_stems(c)), heading)
+    return order_sections(fused[:top], evidence, HEADING_WEIGHT) + fused[top:]
+
+
+def rank(gen: Generation, found: Candidates, qp: QueryPlan, request: SearchRequest) -> list[tuple[str, float]]:
+    """The fused ranking: the heading boost except in semantic mode (there the cosine alone ranks), and in
+    hybrid mode the sections that become hits ordered by what their text says."""
+    fused = fuse(request.mode, found)
+    if request.mode != "semantic" and fused:
         fused = heading_boost(gen, fused, qp)
+    if request.mode == "hybrid" and fused and found.vector is not None:
+        fused = by_evidence(gen, fused, qp, found.vector, max(request.limit * 3, request.limit))
     return fused

@@ -233,7 +233,7 @@ class Searcher:
         gen = self.generation()
         qp = plan(gen, request)
         found = retrieve(gen, qp, request, self.embedder)
-        return present(gen, request, qp, found, rank(gen, request.mode, found, qp), started)
+        return present(gen, request, qp, found, rank(gen, found, qp, request), started)
 
     @_index_faults
     def related(self, slug: str, limit: int = 4) -> list[tuple[str, str, float]]:

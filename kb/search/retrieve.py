@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,10 +40,11 @@ class Filters:
 
 @dataclass(frozen=True)
 class Candidates:
-    """What the engines found, best first: keyword ids and semantic (id, cosine) pairs."""
+    """What the engines found, best first: keyword ids, semantic (id, cosine) pairs and the query's vector."""
 
     keyword: tuple[str, ...] = ()
     semantic: tuple[tuple[str, float], ...] = ()
+    vector: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def semantic_ids(self) -> list[str]:
@@ -56,11 +57,13 @@ def retrieve(gen: Generation, qp: QueryPlan, request: SearchRequest, embedder) -
     pool = max(POOL, request.limit * 3)
     keyword: list[str] = []
     semantic: list[tuple[str, float]] = []
+    vector = None
     if request.mode in ("hybrid", "keyword"):
         keyword = keyword_candidates(gen, qp, filters, pool)
     if request.mode in ("hybrid", "semantic"):
-        semantic = semantic_candidates(gen, qp, embedder, filters, pool)
-    return Candidates(tuple(keyword), tuple(semantic))
+        vector = query_vector(qp, embedder)
+        semantic = semantic_candidates(gen, qp, vector, filters, pool)
+    return Candidates(tuple(keyword), tuple(semantic), vector)
 
 
 def keyword_candidates(gen: Generation, qp: QueryPlan, filters: Filters, pool: int) -> list[str]:
@@ -77,20 +80,24 @@ def keyword_candidates(gen: Generation, qp: QueryPlan, filters: Filters, pool: i
     return [cid for cid, _ in ranked if filters.admits(gen.by_id.get(cid))][:pool]
 
 
-def semantic_candidates(
-    gen: Generation, qp: QueryPlan, embedder, filters: Filters, pool: int
-) -> list[tuple[str, float]]:
-    """Sections nearest the query's meaning (acronyms spelled out) that hold every quoted phrase."""
+def query_vector(qp: QueryPlan, embedder) -> np.ndarray:
+    """The query's meaning as the encoder sees it: quoted phrases and every unit, acronyms spelled out."""
     if embedder is None:
         raise IndexMismatchError("semantic search needs an embedding model; none is configured")
     text = " ".join((*qp.phrases, *(u.semantic_text for u in qp.units)))
     encode_query = getattr(embedder, "encode_query", None)
-    vector = encode_query(text) if encode_query else embedder.encode([text])[0]
+    return np.asarray(encode_query(text) if encode_query else embedder.encode([text])[0], dtype=np.float32)
+
+
+def semantic_candidates(
+    gen: Generation, qp: QueryPlan, vector: np.ndarray, filters: Filters, pool: int
+) -> list[tuple[str, float]]:
+    """Sections nearest the query's vector that pass the filters and hold every quoted phrase."""
     filtered = bool(filters or qp.phrases)
     k = len(gen.chunks) if filtered and len(gen.chunks) <= EXHAUSTIVE_UP_TO else pool * (8 if filtered else 1)
     out: list[tuple[str, float]] = []
     phrase_res = [re.compile(r"\b" + r"\s+".join(map(re.escape, p.split())) + r"\b", re.I) for p in qp.phrases]
-    for row, score in gen.vectors.search(np.asarray(vector, dtype=np.float32), k):
+    for row, score in gen.vectors.search(vector, k):
         c = gen.chunks[row]
         if filters and not filters.admits(c):
             continue
