@@ -108,25 +108,17 @@ def test_leftovers_and_cache_disagreement_are_warnings(built, fake_embedder):
     assert statuses(v)["cache"] == "warn" and "--full" in next(c.detail for c in v.checks if c.name == "cache")
 
 
+def run_verify(content, index, *extra: str) -> subprocess.CompletedProcess:
+    """scripts/verify_index.py as a maintainer runs it, on the fake model."""
+    command = [sys.executable, "scripts/verify_index.py", "--content", str(content), "--index", str(index)]
+    return subprocess.run(
+        [*command, "--model", FAKE_MODEL, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
 def test_script_json_and_exit_codes(built):
     content, index = built
-    run = subprocess.run(
-        [
-            sys.executable,
-            "scripts/verify_index.py",
-            "--content",
-            str(content),
-            "--index",
-            str(index),
-            "--model",
-            FAKE_MODEL,
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_verify(content, index, "--json")
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert (
@@ -135,22 +127,7 @@ def test_script_json_and_exit_codes(built):
         and {c["name"] for c in data["checks"]} >= {"files", "counts", "model", "content"}
     )
     current_path(index).joinpath("glossary.json").write_text("[]")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "scripts/verify_index.py",
-            "--content",
-            str(content),
-            "--index",
-            str(index),
-            "--model",
-            FAKE_MODEL,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_verify(content, index)
     assert run.returncode == 1 and "checksum mismatch in glossary.json" in run.stdout
 
 
