@@ -452,114 +452,124 @@ class Store:
         """
         self.ensure_schema()
         since = (now or self.now()) - dt.timedelta(days=days)
-        clicked = select(clicks.c.search_id).where(clicks.c.at >= since).distinct().subquery()
-        was_clicked = case((clicked.c.search_id.is_not(None), 1), else_=0)
-        base = searches.outerjoin(clicked, clicked.c.search_id == searches.c.search_id)
-        recent = searches.c.at >= since
+        guides = guides or {}
         with self.engine.connect() as conn:
-            total, distinct, zero, with_click = conn.execute(
-                select(
-                    func.count(),
-                    func.count(func.distinct(searches.c.query)),
-                    func.coalesce(func.sum(case((searches.c.results == 0, 1), else_=0)), 0),
-                    func.coalesce(func.sum(was_clicked), 0),
+            report = {"days": days, "since": since.isoformat(timespec="seconds")}
+            report.update(_search_lists(conn, since, limit))
+            clicked_slugs = {
+                r.slug: int(r.n)
+                for r in conn.execute(
+                    select(clicks.c.slug, func.count().label("n"))
+                    .where(clicks.c.at >= since)
+                    .group_by(clicks.c.slug)
+                    .order_by(func.count().desc(), clicks.c.slug)
                 )
-                .select_from(base)
-                .where(recent)
-            ).one()
-            n = func.count().label("n")
-            clicks_n = func.coalesce(func.sum(was_clicked), 0).label("clicked")
-            top = conn.execute(
-                select(searches.c.query, n, func.avg(searches.c.results).label("results"), clicks_n)
-                .select_from(base)
-                .where(recent)
-                .group_by(searches.c.query)
-                .order_by(n.desc(), searches.c.query)
-                .limit(limit)
-            ).all()
-            zero_rows = conn.execute(
-                select(searches.c.query, n, func.max(searches.c.at).label("last"))
-                .where(recent, searches.c.results == 0)
-                .group_by(searches.c.query)
-                .order_by(n.desc(), searches.c.query)
-                .limit(limit)
-            ).all()
-            no_click = conn.execute(
-                select(searches.c.query, n, func.max(searches.c.results).label("results"))
-                .select_from(base)
-                .where(recent, searches.c.results > 0)
-                .group_by(searches.c.query)
-                .having(func.sum(was_clicked) == 0)
-                .order_by(n.desc(), searches.c.query)
-                .limit(limit)
-            ).all()
-            guide_clicks = conn.execute(
-                select(clicks.c.slug, func.count().label("n"))
-                .where(clicks.c.at >= since)
-                .group_by(clicks.c.slug)
-                .order_by(func.count().desc(), clicks.c.slug)
-            ).all()
-            no_n = func.sum(case((feedback.c.helpful.is_(False), 1), else_=0)).label("no")
-            yes_n = func.sum(case((feedback.c.helpful.is_(True), 1), else_=0)).label("yes")
-            fb = conn.execute(
-                select(feedback.c.slug, no_n, yes_n)
-                .where(feedback.c.at >= since)
-                .group_by(feedback.c.slug)
-                .order_by(no_n.desc(), yes_n, feedback.c.slug)
-            ).all()
-            comments: dict[str, list[str]] = {}
-            for slug, comment in conn.execute(
-                select(feedback.c.slug, feedback.c.comment)
-                .where(feedback.c.at >= since, feedback.c.helpful.is_(False), feedback.c.comment.is_not(None))
-                .order_by(feedback.c.at.desc(), feedback.c.id.desc())
-            ):
-                bucket = comments.setdefault(slug, [])
-                if len(bucket) < 3:
-                    bucket.append(comment)
-        clicked_slugs = {r.slug: int(r.n) for r in guide_clicks}
-        never = sorted(s for s in (guides or {}) if s not in clicked_slugs)
-        return {
-            "days": days,
-            "since": since.isoformat(timespec="seconds"),
-            "totals": {
-                "searches": int(total),
-                "distinct_queries": int(distinct),
-                "zero_result_searches": int(zero),
-                "searches_with_click": int(with_click),
-            },
-            "top_queries": [
-                {
-                    "query": r.query,
-                    "searches": int(r.n),
-                    "avg_results": None if r.results is None else round(float(r.results), 1),
-                    "clicked": int(r.clicked),
-                }
-                for r in top
-            ],
-            "zero_results": [
-                {
-                    "query": r.query,
-                    "searches": int(r.n),
-                    "last": r.last.isoformat(timespec="minutes") if r.last else None,
-                }
-                for r in zero_rows
-            ],
-            "no_click": [{"query": r.query, "searches": int(r.n), "results": r.results} for r in no_click],
-            "clicked_guides": [
-                {"slug": s, "title": (guides or {}).get(s, s), "clicks": c} for s, c in clicked_slugs.items()
-            ],
-            "never_clicked": [{"slug": s, "title": (guides or {})[s]} for s in never],
-            "feedback": [
-                {
-                    "slug": r.slug,
-                    "title": (guides or {}).get(r.slug, r.slug),
-                    "no": int(r.no or 0),
-                    "yes": int(r.yes or 0),
-                    "comments": comments.get(r.slug, []),
-                }
-                for r in fb
-            ],
+            }
+            report["clicked_guides"] = [
+                {"slug": s, "title": guides.get(s, s), "clicks": c} for s, c in clicked_slugs.items()
+            ]
+            report["never_clicked"] = [
+                {"slug": s, "title": guides[s]} for s in sorted(guides) if s not in clicked_slugs
+            ]
+            report["feedback"] = _feedback_rows(conn, since, guides)
+        return report
+
+
+def _search_lists(conn, since: dt.datetime, limit: int) -> dict[str, Any]:
+    """The report's totals and its lists of queries: most asked, zero results, never followed."""
+    clicked = select(clicks.c.search_id).where(clicks.c.at >= since).distinct().subquery()
+    was_clicked = case((clicked.c.search_id.is_not(None), 1), else_=0)
+    base = searches.outerjoin(clicked, clicked.c.search_id == searches.c.search_id)
+    recent = searches.c.at >= since
+    total, distinct, zero, with_click = conn.execute(
+        select(
+            func.count(),
+            func.count(func.distinct(searches.c.query)),
+            func.coalesce(func.sum(case((searches.c.results == 0, 1), else_=0)), 0),
+            func.coalesce(func.sum(was_clicked), 0),
+        )
+        .select_from(base)
+        .where(recent)
+    ).one()
+    n = func.count().label("n")
+    clicks_n = func.coalesce(func.sum(was_clicked), 0).label("clicked")
+    top = conn.execute(
+        select(searches.c.query, n, func.avg(searches.c.results).label("results"), clicks_n)
+        .select_from(base)
+        .where(recent)
+        .group_by(searches.c.query)
+        .order_by(n.desc(), searches.c.query)
+        .limit(limit)
+    ).all()
+    zero_rows = conn.execute(
+        select(searches.c.query, n, func.max(searches.c.at).label("last"))
+        .where(recent, searches.c.results == 0)
+        .group_by(searches.c.query)
+        .order_by(n.desc(), searches.c.query)
+        .limit(limit)
+    ).all()
+    no_click = conn.execute(
+        select(searches.c.query, n, func.max(searches.c.results).label("results"))
+        .select_from(base)
+        .where(recent, searches.c.results > 0)
+        .group_by(searches.c.query)
+        .having(func.sum(was_clicked) == 0)
+        .order_by(n.desc(), searches.c.query)
+        .limit(limit)
+    ).all()
+    return {
+        "totals": {
+            "searches": int(total),
+            "distinct_queries": int(distinct),
+            "zero_result_searches": int(zero),
+            "searches_with_click": int(with_click),
+        },
+        "top_queries": [
+            {
+                "query": r.query,
+                "searches": int(r.n),
+                "avg_results": None if r.results is None else round(float(r.results), 1),
+                "clicked": int(r.clicked),
+            }
+            for r in top
+        ],
+        "zero_results": [
+            {"query": r.query, "searches": int(r.n), "last": r.last.isoformat(timespec="minutes") if r.last else None}
+            for r in zero_rows
+        ],
+        "no_click": [{"query": r.query, "searches": int(r.n), "results": r.results} for r in no_click],
+    }
+
+
+def _feedback_rows(conn, since: dt.datetime, guides: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Guides by "not helpful" votes, most first, each with up to three recent comments."""
+    no_n = func.sum(case((feedback.c.helpful.is_(False), 1), else_=0)).label("no")
+    yes_n = func.sum(case((feedback.c.helpful.is_(True), 1), else_=0)).label("yes")
+    fb = conn.execute(
+        select(feedback.c.slug, no_n, yes_n)
+        .where(feedback.c.at >= since)
+        .group_by(feedback.c.slug)
+        .order_by(no_n.desc(), yes_n, feedback.c.slug)
+    ).all()
+    comments: dict[str, list[str]] = {}
+    for slug, comment in conn.execute(
+        select(feedback.c.slug, feedback.c.comment)
+        .where(feedback.c.at >= since, feedback.c.helpful.is_(False), feedback.c.comment.is_not(None))
+        .order_by(feedback.c.at.desc(), feedback.c.id.desc())
+    ):
+        bucket = comments.setdefault(slug, [])
+        if len(bucket) < 3:
+            bucket.append(comment)
+    return [
+        {
+            "slug": r.slug,
+            "title": guides.get(r.slug, r.slug),
+            "no": int(r.no or 0),
+            "yes": int(r.yes or 0),
+            "comments": comments.get(r.slug, []),
         }
+        for r in fb
+    ]
 
 
 _RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
