@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pytest
 
 from kb.errors import QueryError
@@ -9,7 +10,7 @@ from kb.index.build import build_index
 from kb.search.fuse import RRF_K, by_evidence, fuse, rank, reciprocal_rank_fusion
 from kb.search.pipeline import Searcher
 from kb.search.plan import Unit, parse_query, plan, rewrite_query
-from kb.search.present import Hit, group_hits, make_snippet, present
+from kb.search.present import Hit, card_candidates, group_hits, make_snippet, present
 from kb.search.request import SearchRequest
 from kb.search.retrieve import Candidates, Filters, keyword_candidates, query_vector, retrieve, semantic_candidates
 from tests.conftest import FIXTURE_CONTENT
@@ -219,6 +220,25 @@ def test_present_groups_by_guide_with_snippets_and_ranks(fake_searcher):
     assert response.filters == {"category": "psa", "tag": None} and response.coverage is not None
     weak = present(gen, request, qp, Candidates(semantic=((ids[3], 0.1),)), [(ids[3], 0.1)], started=0.0)
     assert weak.hits[0].weak and not weak.confident
+
+
+def test_the_card_weighs_the_top_hit_only_with_its_exact_cosine(fake_searcher):
+    """The verdict and card weigh the first section of the first guide; a keyword-only hit gets its own cosine."""
+    gen = fake_searcher.generation()
+    request = SearchRequest("psa bnf", limit=2)
+    qp = plan(gen, request)
+    top, runner_up = "psa-exam-format#can-i-use-the-bnf", "psa-resits#"
+    vector = gen.vector_of(runner_up)
+    found = Candidates(keyword=(top,), semantic=((runner_up, 0.9),), vector=vector)
+    response = present(gen, request, qp, found, [(top, 1.0), (runner_up, 0.5)], started=0.0)
+    weighed = response.coverage.candidates
+    assert [c.chunk.id for c in weighed] == [top]  # the runner-up guide is not weighed, however close
+    exact = float(np.dot(gen.vector_of(top), vector))
+    assert weighed[0].cosine == pytest.approx(exact) and exact < 0.9  # not the pool's lowest cosine (0.9)
+    in_pool = Candidates(keyword=(top,), semantic=((top, 0.42),), vector=vector)
+    assert card_candidates(gen, response.groups, in_pool)[0][1] == 0.42  # the engine's own score
+    assert card_candidates(gen, response.groups, Candidates(keyword=(top,)))[0][1] is None  # keyword mode
+    assert card_candidates(gen, (), found) == []
 
 
 def test_acronym_and_expansion_are_one_concept(fake_searcher):
