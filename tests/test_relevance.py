@@ -22,13 +22,13 @@ from tests.conftest import ROOT, content_today
 pytestmark = pytest.mark.slow
 
 CONTENT = ROOT / "content"
-# Floors for the labelled set as it is now: 314 queries over 77 guides, every judgement completed against
-# all guides (docs/BENCHMARKS.md). Measured: MRR@10 0.911, Recall@5 0.960, nDCG@10 0.831. The earlier
-# floors (0.92, 0.95, 0.88) belonged to the 123-query set over 45 guides; the larger set is harder and
-# the ranking work to win the difference back is open (answers and coverage).
-HYBRID_MRR_FLOOR = 0.89
+# Floors for the labelled set as it is now: 315 queries over 77 guides, every judgement completed against
+# all guides (docs/BENCHMARKS.md). Measured with section choice by the text: MRR@10 0.928, Recall@5 0.960,
+# nDCG@10 0.861 (0.911, 0.960, 0.831 before it). The floors sit about 0.02 under, for a ranking change that
+# moves a few queries. The 123-query set over 45 guides had floors 0.92, 0.95, 0.88; the larger set is harder.
+HYBRID_MRR_FLOOR = 0.91
 HYBRID_RECALL5_FLOOR = 0.95
-HYBRID_NDCG_FLOOR = 0.81
+HYBRID_NDCG_FLOOR = 0.84
 
 
 @pytest.fixture(scope="module")
