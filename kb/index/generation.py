@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -602,6 +602,14 @@ class IndexStatus:
     reason: str = ""
 
 
+def guide_changes(built: Mapping[str, str], now: Mapping[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """(added, removed, changed) slugs between a manifest's guide hashes and the content's, each sorted."""
+    added = sorted(set(now) - set(built))
+    removed = sorted(set(built) - set(now))
+    changed = sorted(s for s in now if s in built and built[s] != now[s])
+    return added, removed, changed
+
+
 def index_status(
     content_dir: Path | str,
     index_dir: Path | str,
@@ -628,9 +636,7 @@ def index_status(
     now = content() if content is not None else content_hashes(content_dir, today)
     old, new = manifest["guides"], now.guides
     st = IndexStatus(True, gen.name)
-    st.added = sorted(set(new) - set(old))
-    st.removed = sorted(set(old) - set(new))
-    st.changed = sorted(s for s in new if s in old and old[s] != new[s])
+    st.added, st.removed, st.changed = guide_changes(old, new)
     st.stale = bool(st.added or st.removed or st.changed) or (
         now.content_hash is not None and manifest.get("content_hash") != now.content_hash
     )

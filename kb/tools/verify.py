@@ -29,6 +29,7 @@ from kb.index.generation import (
     current_problem,
     debris,
     file_problems,
+    guide_changes,
     open_keyword,
     open_vectors,
     read_chunks,
@@ -348,9 +349,7 @@ def _check_content(v: Verification, content_dir: Path, manifest: dict) -> None:
         )
     old = manifest.get("guides", {})
     new = {g.slug: g for g in guides}
-    added = sorted(set(new) - set(old))
-    removed = sorted(set(old) - set(new))
-    changed = sorted(s for s in new if s in old and old[s] != new[s].content_hash)
+    added, removed, changed = guide_changes(old, {s: g.content_hash for s, g in new.items()})
     built = manifest.get("built_at", "")
     glossary_changed = False
     try:
