@@ -17,6 +17,7 @@ import pytest
 from app import create_app
 from benchmarks import bench_hostile_guides
 from kb.content import guide as kc
+from kb.content.glossary import Glossary
 from kb.content.guide import load_guides
 from kb.content.render import render_markdown
 from kb.errors import ContentError, RenderError
@@ -84,6 +85,19 @@ def test_h1_yaml_alias_bomb_is_refused_with_a_short_located_message(tmp_path):
     assert "aliases such as '*a' are not allowed" in hit.message
     assert len(hit.message + hit.hint) < 150  # nothing expanded, nothing quoted at length
     assert "lol" not in hit.format()
+
+
+def test_h1_an_alias_bomb_in_the_glossary_is_refused_too(tmp_path):
+    """glossary.yml reaches every build and page: it is read with the guides' YAML rules."""
+    lols = ",".join(['"lol"'] * 9)
+    refs = ",".join(["*a"] * 9)  # 81 values from one line; deeper levels multiply as in ALIAS_BOMB
+    bomb = f"- term: X\n  expansion: x\n  aliases: &a [{lols}]\n- term: Y\n  expansion: y\n  synonyms: [{refs}]\n"
+    (tmp_path / "glossary.yml").write_text(bomb, encoding="utf-8")
+    with pytest.raises(ContentError) as info:
+        Glossary.load(tmp_path)
+    (problem,) = info.value.problems
+    assert problem.path.endswith("glossary.yml") and problem.line == 6 and problem.level == "error"
+    assert "aliases such as '*a' are not allowed" in problem.message and "lol" not in problem.format()
 
 
 def test_h1_values_quoted_in_messages_are_truncated(tmp_path):

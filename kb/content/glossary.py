@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from kb.content.guide import load_yaml
 from kb.errors import ContentError, Problem
 
 # A word as names and queries are split into: letters and digits, with inner apostrophes and hyphens.
@@ -37,7 +38,7 @@ class Glossary:
         if not path.exists():
             return cls(())
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or []
+            data = load_yaml(path.read_text(encoding="utf-8-sig")) or []  # no aliases: an alias bomb is refused
         except OSError as exc:
             raise ContentError(
                 [
@@ -62,7 +63,7 @@ class Glossary:
                         0,
                         "error",
                         f"glossary is not valid YAML: {exc}",
-                        "fix the YAML",
+                        getattr(exc, "hint", "fix the YAML"),
                         "glossary.yaml",
                     )
                 ]
