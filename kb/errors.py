@@ -47,9 +47,10 @@ class Problem:
 
 
 class KBError(Exception):
-    """Base class: every error a user may see. `status` is the HTTP status it maps to."""
+    """Base class: every error a user may see. `status` is the HTTP status it maps to; `title` heads its page."""
 
     status = 500
+    title: str | None = None  # None: the error page picks a heading by status
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -111,3 +112,15 @@ class RenderError(KBError):
     """A guide's Markdown could not be turned into a page: nested too deeply, or over the time budget."""
 
     status = 503
+    title = "This guide can't be shown right now"
+
+
+class GuideUnavailableError(KBError):
+    """A guide's file is there but its latest edit fails the checks, so the site cannot show it until it is fixed."""
+
+    status = 503
+    title = "This guide can't be shown right now"
+
+    def __init__(self, message: str, problems: list[Problem]):
+        super().__init__(message)
+        self.problems = problems

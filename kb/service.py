@@ -17,7 +17,7 @@ from kb.content.glossary import Glossary
 from kb.content.guide import Guide, Taxonomy, guide_paths, load_guides
 from kb.content.render import Rendered, render_markdown
 from kb.engines.embedding import make_encoder
-from kb.errors import ContentError, KBError, NotFoundError, Problem
+from kb.errors import ContentError, GuideUnavailableError, KBError, NotFoundError, Problem
 from kb.index.generation import ContentHashes, content_hashes, index_status
 from kb.search.pipeline import Searcher
 from kb.search.present import SearchResponse
@@ -89,10 +89,19 @@ class Library:
             return self._snap
 
     def guide(self, slug: str) -> Guide:
-        g = self.snapshot().by_slug.get(slug)
-        if g is None:
-            raise NotFoundError(f"no guide called '{slug[:80]}'")
-        return g
+        """The guide called `slug`; GuideUnavailableError when its file is there but fails the checks."""
+        snap = self.snapshot()
+        g = snap.by_slug.get(slug)
+        if g is not None:
+            return g
+        broken = [p for p in snap.problems if p.level == "error" and Path(p.path).stem == slug]
+        if broken:
+            raise GuideUnavailableError(
+                "this guide's latest edit does not pass the site's checks, so it is hidden until it is fixed; "
+                "please try again later or search for the topic",
+                broken,
+            )
+        raise NotFoundError(f"no guide called '{slug[:80]}'")
 
     def render(self, guide: Guide) -> Rendered:
         snap = self.snapshot()

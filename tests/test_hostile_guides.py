@@ -205,7 +205,7 @@ def test_m3_a_guide_that_cannot_render_gives_a_503_page_not_a_500(tmp_path, monk
     assert api.status_code == 503 and api.get_json()["ok"] is False
 
 
-def test_m3_a_refused_guide_is_a_plain_404_on_the_site(tmp_path):
+def test_m3_a_refused_guide_is_hidden_with_a_plain_explanation(tmp_path):
     content = content_with(tmp_path, FRONT + INTRO + deep_list(40))
     app = create_app(
         {"TESTING": True, "KB_CONTENT_DIR": str(content), "KB_INDEX_DIR": str(tmp_path / "none")},
@@ -213,7 +213,8 @@ def test_m3_a_refused_guide_is_a_plain_404_on_the_site(tmp_path):
     )
     client = app.test_client()
     page = client.get("/guides/hostile-guide")
-    assert page.status_code == 404 and "Traceback" not in page.get_data(as_text=True)
+    text = page.get_data(as_text=True)
+    assert page.status_code == 503 and "Traceback" not in text and "hidden until it is fixed" in text
     assert client.get("/guides/psa-exam-format").status_code == 200  # the others still show
 
 

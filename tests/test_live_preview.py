@@ -86,3 +86,28 @@ def test_healthz_hashes_the_guides_again_only_after_an_edit(preview, monkeypatch
         fh.write(NEW_SECTION)
     assert client.get("/healthz").get_json()["search_behind_content"] is True
     assert len(reads) == 2
+
+
+def test_a_guide_whose_edit_breaks_the_checks_says_so_instead_of_404(preview):
+    """A broken edit hides the guide with a 503 that says why; the writer previewing sees the lines."""
+    app, content, _, _ = preview
+    client = app.test_client()
+    path = content / "psa" / "psa-exam-format.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("title:", "titel:", 1), encoding="utf-8")
+
+    page = client.get("/guides/psa-exam-format")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 503 and "This guide can&#39;t be shown right now" in text
+    assert "does not pass the site&#39;s checks" in text and "error-details" not in text  # no file paths for readers
+    api = client.get("/api/guides/psa-exam-format")
+    assert (
+        api.status_code == 503
+        and api.get_json()["ok"] is False
+        and "hidden until it is fixed" in api.get_json()["error"]
+    )
+    assert client.get("/guides/no-such-guide").status_code == 404  # a slug with no file is still not found
+
+    app.config["DEBUG"] = True
+    text = client.get("/guides/psa-exam-format").get_data(as_text=True)
+    assert "error-details" in text and "psa-exam-format.md:" in text and "title" in text
+    app.config["DEBUG"] = False

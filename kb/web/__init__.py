@@ -33,10 +33,12 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
 
-def error_response(status: int, message: str, **extra):
+def error_response(status: int, message: str, title: str | None = None, details: tuple[str, ...] = (), **extra):
+    """The one error shape: JSON for the API, else the error page (`title` and `details` are the page's alone)."""
     if wants_json():
         return jsonify({"ok": False, "error": message, "status": status, **extra}), status
-    return render_template("error.html", status=status, message=message, **extra), status
+    page = render_template("error.html", status=status, message=message, title=title, details=details, **extra)
+    return page, status
 
 
 class SafeJSONProvider(DefaultJSONProvider):
@@ -84,7 +86,10 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
         if exc.status >= 500:
             log.error("%s: %s", exc.__class__.__name__, exc.message)
         extra = {"param": exc.param} if getattr(exc, "param", None) else {}
-        return error_response(exc.status, exc.message, **extra)
+        # a writer previewing with `make dev` sees which lines break a guide; readers see the plain message
+        problems = getattr(exc, "problems", None) if current_app.debug else None
+        details = tuple(p.format() for p in problems or ())[:5]
+        return error_response(exc.status, exc.message, title=exc.title, details=details, **extra)
 
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException):
