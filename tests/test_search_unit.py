@@ -7,7 +7,7 @@ import pytest
 
 from kb.errors import QueryError
 from kb.index.build import build_index
-from kb.search.fuse import RRF_K, by_evidence, fuse, rank, reciprocal_rank_fusion
+from kb.search.fuse import RRF_K, by_evidence, fuse, heading_match, rank, reciprocal_rank_fusion
 from kb.search.pipeline import Searcher
 from kb.search.plan import Unit, parse_query, plan, rewrite_query
 from kb.search.present import Hit, card_candidates, group_hits, make_snippet, present
@@ -347,7 +347,10 @@ def test_hybrid_ranking_puts_the_section_whose_text_answers_first(fake_searcher)
     other = "psa-exam-format#"
     fused = [(other, 2.0 / 61), (marks, 1.9 / 61)]
     closer = gen.vector_of(marks)  # a query vector equal to the marks section's own
-    reordered = by_evidence(gen, fused, qp, closer, top=2)
+    reordered = by_evidence(gen, fused, qp, closer, top=2, match=heading_match(gen, qp))
     assert [cid for cid, _ in reordered] == [marks, other]
     # beyond `top` the order is left alone
-    assert [cid for cid, _ in by_evidence(gen, fused, qp, closer, top=1)] == [other, marks]
+    assert [cid for cid, _ in by_evidence(gen, fused, qp, closer, top=1, match=heading_match(gen, qp))] == [
+        other,
+        marks,
+    ]

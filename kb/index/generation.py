@@ -317,6 +317,10 @@ class IndexFiles:
         """The stored embedding of one section (unit length, as the index holds it)."""
         return self.vectors.reconstruct(self._row_of[chunk_id])
 
+    def cosine(self, chunk_id: str, vector: np.ndarray) -> float:
+        """One section's exact cosine with a (unit-length) query vector, whether or not a search found it."""
+        return float(np.dot(self.vector_of(chunk_id), vector))
+
     def _check_consistent(self) -> None:
         counts = self.manifest["counts"]
         if not (len(self.chunks) == self.vectors.count == self.keyword.doc_count() == counts.get("chunks")):

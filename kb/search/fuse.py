@@ -101,7 +101,9 @@ def heading_match(gen: Generation, qp: QueryPlan) -> Callable[[Chunk], float] | 
     return match
 
 
-def heading_boost(gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan) -> list[tuple[str, float]]:
+def heading_boost(
+    gen: Generation, fused: list[tuple[str, float]], match: Callable[[Chunk], float] | None
+) -> list[tuple[str, float]]:
     """Rank a section whose heading clearly answers the query first: up to one extra rank-1 vote.
 
     Guide headings are written as the questions their sections answer, so a heading that says
@@ -110,9 +112,8 @@ def heading_boost(gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan
 
     A guide's introduction gets no bonus: its title already is its heading in keyword scoring
     and is part of every section's embedding; favouring it again would pull readers to the top
-    of a guide instead of to the section that answers.
+    of a guide instead of to the section that answers. `match` is heading_match's for the query.
     """
-    match = heading_match(gen, qp)
     if match is None:
         return fused
     out = [(cid, score + HEADING_WEIGHT * match(gen.by_id[cid])) for cid, score in fused if cid in gen.by_id]
@@ -120,22 +121,25 @@ def heading_boost(gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan
 
 
 def by_evidence(
-    gen: Generation, fused: list[tuple[str, float]], qp: QueryPlan, vector: np.ndarray, top: int
+    gen: Generation,
+    fused: list[tuple[str, float]],
+    qp: QueryPlan,
+    vector: np.ndarray,
+    top: int,
+    match: Callable[[Chunk], float] | None,
 ) -> list[tuple[str, float]]:
     """The `top` sections that become hits, re-ranked by what their text says (kb/search/sections.py).
 
     Each gets its exact cosine with the query (keyword-only hits included), the share of the
-    query's words and concepts it holds, and its heading match; the rest keep their order.
+    query's words and concepts it holds, and its heading match (`match`, heading_match's for the
+    query); the rest keep their order.
     """
-    match = heading_match(gen, qp)
-    wanted = qp.wanted()
     evidence = {}
     for cid, _ in fused[:top]:
         c = gen.by_id.get(cid)
         if c is not None:
-            cosine = float(np.dot(gen.vector_of(cid), vector))
             heading = match(c) if match is not None else 0.0
-            evidence[cid] = Evidence(cosine, lexical_coverage(wanted, section_stems(c)), heading)
+            evidence[cid] = Evidence(gen.cosine(cid, vector), lexical_coverage(qp.wanted, section_stems(c)), heading)
     return order_sections(fused[:top], evidence, HEADING_WEIGHT) + fused[top:]
 
 
@@ -143,8 +147,10 @@ def rank(gen: Generation, found: Candidates, qp: QueryPlan, request: SearchReque
     """The fused ranking: the heading boost except in semantic mode (there the cosine alone ranks), and in
     hybrid mode the sections that become hits ordered by what their text says."""
     fused = fuse(request.mode, found)
-    if request.mode != "semantic" and fused:
-        fused = heading_boost(gen, fused, qp)
-    if request.mode == "hybrid" and fused and found.vector is not None:
-        fused = by_evidence(gen, fused, qp, found.vector, max(request.limit * 3, request.limit))
+    if request.mode == "semantic" or not fused:
+        return fused
+    match = heading_match(gen, qp)  # once a query: the boost and the section choice both weigh it
+    fused = heading_boost(gen, fused, match)
+    if request.mode == "hybrid" and found.vector is not None:
+        fused = by_evidence(gen, fused, qp, found.vector, max(request.limit * 3, request.limit), match)
     return fused

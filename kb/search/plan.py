@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,8 +123,9 @@ class QueryPlan:
     def phrases(self) -> tuple[str, ...]:
         return self.parsed.phrases
 
+    @functools.cached_property
     def wanted(self) -> list[Wanted]:
-        """What the query asks about, for the answer card's coverage."""
+        """What the query asks about, for section choice and the answer card's coverage (worked out once)."""
         return wanted_of(self.parsed, self.scoring)
 
 

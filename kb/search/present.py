@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from kb.content.chunking import Chunk
 from kb.engines.keyword_index import analyse, stem
 from kb.search.answer import Answer, Coverage, assess
@@ -181,7 +179,7 @@ def present(
     """The response: the top sections with snippets, grouped by guide, and the answer card for the top hit."""
     hits = make_hits(gen, request.limit, qp, found, ranked)
     groups = group_hits(hits, per_guide=3, limit=request.limit)
-    coverage, answer = assess(card_candidates(gen, groups, found), qp.wanted(), qp.highlight)
+    coverage, answer = assess(card_candidates(gen, groups, found), qp.wanted, qp.highlight)
     return SearchResponse(
         query=request.query,
         mode=request.mode,
@@ -217,7 +215,7 @@ def card_candidates(
     top = gen.by_id[groups[0].hits[0].id]
     cosine = dict(found.semantic).get(top.id)
     if cosine is None and found.vector is not None:
-        cosine = float(np.dot(gen.vector_of(top.id), found.vector))  # a keyword-only hit: its own cosine
+        cosine = gen.cosine(top.id, found.vector)  # a keyword-only hit: its own cosine
     return [(top, cosine)]
 
 
