@@ -15,7 +15,7 @@ from flask.cli import AppGroup
 
 from kb import clock, config
 from kb.engines.embedding import SentenceTransformerEmbedder, make_encoder
-from kb.errors import ConfigError, ContentError, KBError
+from kb.errors import ConfigError, ContentError, KBError, StoreError
 from kb.index.build import build_index
 from kb.index.generation import BUILD_COMMAND, GRACE_SECONDS, index_status
 from kb.tools.validate import (
@@ -428,74 +428,30 @@ def format_search_report(r: dict, store_url: str, retention_days: int) -> str:
     return "\n".join(out)
 
 
-def unanswered_section(settings: dict, rows: list[dict], limit: int) -> tuple[list[dict], str]:
-    """Group the unanswered questions with the site's own model and find each group's closest guide in the
-    live index; without a model or an index it still groups by wording and says what is missing."""
-    from kb.tools.gaps import gap_report
-
-    if not rows:
-        return [], ""
-    from kb.search.pipeline import Searcher
-    from kb.search.request import SearchRequest
-
-    embedder = make_encoder(settings["KB_MODEL"], settings["KB_INDEX_DIR"], threads=settings["KB_TORCH_THREADS"])
-    searcher = Searcher(settings["KB_INDEX_DIR"], embedder)
-
-    def closest(question: str) -> dict | None:
-        try:
-            groups = searcher.search(SearchRequest(question, limit=3)).groups
-        except KBError:
-            return None
-        return (
-            {"slug": groups[0].slug, "title": groups[0].title, "category": groups[0].category, "url": groups[0].url}
-            if groups
-            else None
-        )
-
-    try:
-        return [g.as_dict() for g in gap_report(rows, embedder.encode, closest, limit)], ""
-    except Exception as exc:  # no model here: still useful, grouped by wording
-        click.echo(
-            f"note: unanswered questions grouped by wording only ({exc.__class__.__name__}: {str(exc)[:200]})", err=True
-        )
-        note = (
-            f"grouped by wording only, without closest guides: the model could not be loaded ({exc.__class__.__name__})"
-        )
-        return [g.as_dict() for g in gap_report(rows, None, None, limit)], note
-
-
 @kb_cli.command("report")
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650), help="Period to report on.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="Rows per list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def report_cmd(days, limit, as_json):
     """Content gaps: top, zero-result and unclicked queries, never-clicked guides, negative feedback."""
-    from kb.content.guide import load_guides
+    from kb.service import KnowledgeBase
     from kb.store import Store, database_url, redact_url
 
     s = _settings()
     store = Store(
         database_url(s["KB_DATABASE_URL"], s["KB_INDEX_DIR"]), s["KB_ANALYTICS_RETENTION_DAYS"], s["KB_TODAY"]
     )
-    try:
-        guides, _ = load_guides(s["KB_CONTENT_DIR"], clock.today(s["KB_TODAY"]))
-    except ContentError:
-        guides = []
+    knowledge = KnowledgeBase(s)  # the model loads only if a question went unanswered
     try:
         purged = store.purge()
-        report = store.report(days=days, limit=limit, guides={g.slug: g.title for g in guides})
-        unanswered = store.unanswered(days=days)
-    except Exception as exc:  # a clear message, not a traceback
-        click.echo(
-            f"Cannot read the analytics database {redact_url(store.url)}: {exc.__class__.__name__}: {str(exc)[:300]}",
-            err=True,
-        )
+        report = knowledge.search_report(store, days=days, limit=limit)
+    except StoreError as exc:  # a clear message, not a traceback
+        click.echo(f"Cannot read the analytics database {redact_url(store.url)}: {exc.message[:300]}", err=True)
         sys.exit(1)
     finally:
         store.dispose()
-    report["unanswered"], note = unanswered_section(s, unanswered, limit)
-    if note:
-        report["unanswered_note"] = note
+    if report.get("unanswered_note"):
+        click.echo(f"note: unanswered questions {report['unanswered_note']}", err=True)
     if as_json:
         click.echo(json.dumps({"ok": True, **report, "purged": purged}, indent=2, default=str))
     else:

@@ -27,6 +27,14 @@ class Setting:
     check: Callable[[Any], object] | None = None  # raises ConfigError on a bad value
 
 
+def _check_token(value: str) -> None:
+    if value and len(value) < 16:
+        raise ConfigError(
+            "KB_MAINTAINER_TOKEN must be at least 16 characters (or empty for no maintainers' page); "
+            "one way to make one: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("KB_CONTENT_DIR", str(ROOT / "content"), str, "Folder of guides (<category>/<slug>.md)."),
     Setting("KB_INDEX_DIR", str(ROOT / "index"), str, "Folder the index generations are built into."),
@@ -56,6 +64,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(the header is ignored).",
         0,
         5,
+    ),
+    Setting(
+        "KB_MAINTAINER_TOKEN",
+        "",
+        str,
+        "Password for the maintainers' report page /maintainers/report (HTTP Basic, any user name); empty = no "
+        "such page. At least 16 characters.",
+        check=_check_token,
     ),
     Setting(
         "KB_TODAY",

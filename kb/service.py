@@ -162,6 +162,28 @@ class KnowledgeBase:
             answer=response.answer if response.answer is None or response.answer.slug in present else None,
         )
 
+    def closest_guide(self, question: str) -> dict[str, str] | None:
+        """The guide search shows first for `question`, as {slug, title, category, url}; None when no guide comes
+        up or search cannot run (the content-gap report names it as the place to start a missing guide)."""
+        try:
+            groups = self.search(SearchRequest(question, limit=3)).groups
+        except KBError:
+            return None
+        if not groups:
+            return None
+        g = groups[0]
+        return {"slug": g.slug, "title": g.title, "category": g.category, "url": g.url}
+
+    def search_report(self, store, *, days: int, limit: int) -> dict[str, Any]:
+        """The content-gap report (kb/tools/gaps.py) on `store`, a kb.store.Store: its lists, and the questions search
+        could not answer grouped by this site's model, each with its closest guide. Raises StoreError."""
+        from kb.tools.gaps import search_report
+
+        guides = {g.slug: g.title for g in self.library.snapshot().guides}
+        return search_report(
+            store, days=days, limit=limit, guides=guides, encode=self.embedder.encode, closest=self.closest_guide
+        )
+
     def related(self, slug: str, limit: int = 4) -> list[tuple[str, str]]:
         """[(slug, title)] of the guides nearest `slug` in meaning; empty when the index cannot say."""
         try:

@@ -105,3 +105,35 @@ def gap_report(
         g.closest = closest(g.question) if closest else None
         g.command = scaffold_command(g.question, (g.closest or {}).get("category"))
     return gaps
+
+
+def unanswered_groups(
+    rows: Sequence[dict], encode=None, closest: Callable[[str], dict | None] | None = None, limit: int = 20
+) -> tuple[list[dict], str]:
+    """The report's "questions we could not answer" rows and a note when they are less than complete.
+
+    `encode` may load the model on first use: when it (or `closest`) fails, the questions are still
+    grouped by their wording, without closest guides, and the note says why.
+    """
+    if not rows:
+        return [], ""
+    try:
+        return [g.as_dict() for g in gap_report(rows, encode, closest, limit)], ""
+    except Exception as exc:  # no model here: still useful, grouped by wording
+        note = (
+            f"grouped by wording only, without closest guides: the model could not be loaded ({exc.__class__.__name__})"
+        )
+        return [g.as_dict() for g in gap_report(rows, None, None, limit)], note
+
+
+def search_report(store, *, days: int, limit: int, guides: dict[str, str], encode=None, closest=None) -> dict:
+    """The content-gap report the CLI prints and the maintainers' page shows: the store's lists (top, zero-result
+    and unclicked queries, clicked and never-clicked guides, feedback) and the unanswered questions, grouped.
+
+    `store` is a kb.store.Store; its StoreError propagates (the caller says the database cannot be read).
+    """
+    report = store.report(days=days, limit=limit, guides=guides)
+    report["unanswered"], note = unanswered_groups(store.unanswered(days=days), encode, closest, limit)
+    if note:
+        report["unanswered_note"] = note
+    return report

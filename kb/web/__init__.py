@@ -76,10 +76,11 @@ def init_app(app: Flask, knowledge_base: KnowledgeBase) -> None:
     # The site sets no cookies today; should a session ever appear, it is born secure.
     app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["kb"] = knowledge_base
-    from kb.web import analytics, routes  # noqa: F401  (registers the views on bp)
+    from kb.web import analytics, maintainers, routes  # noqa: F401  (registers the views on bp)
 
     app.register_blueprint(bp)
     analytics.init_app(app)
+    maintainers.init_app(app)
 
     @app.errorhandler(KBError)
     def handle_kb_error(exc: KBError):

@@ -106,3 +106,62 @@ def test_feedback_form_in_the_browser(browser, tracked):
     wait_for(browser, lambda d: "feedback=thanks" in d.current_url, "the thank-you page")
     assert "Thank you" in browser.find_element(By.ID, "feedback").text
     assert rows(app, db, "select slug, helpful, comment from feedback") == [("psa-resits", 0, "Nothing about fees")]
+
+
+def test_maintainers_report_page_in_the_browser(browser, fixture_index, real_embedder, tmp_path):
+    """The maintainers' page: asked for a password, then the unanswered questions first, most asked first;
+    usable from the keyboard without a script; no serious axe violation in either theme."""
+    import base64
+    import json
+
+    from kb.store import SearchEvent, Store, new_search_id
+    from tests.e2e.test_browser import run_axe, scheme, shot
+
+    token = "maintainers-only-password-1234"
+    db = tmp_path / "analytics.sqlite3"
+    store = Store(f"sqlite:///{db}", 180)
+    store.ensure_schema()
+    asked = {("night shift survival f1", "related"): 3, ("usmle step 1 passing score", "not_covered"): 2}
+    store.write(
+        SearchEvent(new_search_id(), q, "hybrid", 3, 9.0, coverage=v) for (q, v), n in asked.items() for _ in range(n)
+    )
+    store.dispose()
+    app = create_app(
+        {
+            "KB_CONTENT_DIR": str(FIXTURE_CONTENT),
+            "KB_INDEX_DIR": str(fixture_index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_DATABASE_URL": f"sqlite:///{db}",
+            "KB_MAINTAINER_TOKEN": token,
+        },
+        embedder=real_embedder,
+    )
+    with threaded_server(app) as base:
+        load(browser, base + "/maintainers/report")  # the browser asks for a password: nothing of the report shows
+        assert "night shift survival" not in browser.page_source
+        browser.execute_cdp_cmd("Network.enable", {})
+        auth = "Basic " + base64.b64encode(f"maintainer:{token}".encode()).decode()
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": auth}})
+        try:
+            load(browser, base + "/maintainers/report")
+            questions = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#unanswered ~ ol .gap-question")]
+            assert questions == ["night shift survival f1", "usmle step 1 passing score"]
+            link = browser.find_element(By.CSS_SELECTOR, ".gap a")
+            assert urlsplit(link.get_attribute("href")).path.startswith("/guides/")
+            for theme in ("light", "dark"):
+                scheme(browser, theme)
+                result = run_axe(browser)
+                assert "error" not in result, result
+                serious = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+                assert serious == [], json.dumps(serious, indent=2)
+                shot(browser, f"maintainers-report-{theme}", full_page=False)
+            scheme(browser, "light")
+            # the period is a plain form: label, field, Enter
+            box = browser.find_element(By.ID, "report-days")
+            assert browser.find_element(By.CSS_SELECTOR, "label[for=report-days]").text == "Days to report on"
+            box.clear()
+            box.send_keys("7", Keys.ENTER)
+            wait_for(browser, lambda d: "days=7" in d.current_url, "the form to load the 7-day report")
+            assert "The last 7 days" in browser.find_element(By.CLASS_NAME, "report-period").text
+        finally:
+            browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
