@@ -22,7 +22,6 @@ import re
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -595,13 +594,7 @@ def bench_incremental(
             edit_guide(path, 100 + r)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "scripts/build_index.py", "--content", str(content), "--index", str(index), "--quiet"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            proc = serving.run_build(content, index)
             cmd_runs.append(time.perf_counter() - t)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cmd_cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)

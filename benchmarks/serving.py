@@ -19,6 +19,17 @@ from typing import Any, NamedTuple
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_build(content: Path | str, index: Path | str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python scripts/build_index.py --content DIR --index DIR --quiet [extra...]` in its own process, output kept."""
+    return subprocess.run(
+        [sys.executable, "scripts/build_index.py", "--content", str(content), "--index", str(index), "--quiet", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def free_port() -> int:
     """A loopback TCP port nothing is listening on right now."""
     with socket.socket() as s:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from app import create_app
+from benchmarks.serving import run_build
 from kb.index.generation import current_path
 from tests.conftest import FIXTURE_CONTENT, ROOT, content_today
 
@@ -47,13 +48,7 @@ def start_build(*args):
 @pytest.fixture(scope="module")
 def base_index(tmp_path_factory):
     index = tmp_path_factory.mktemp("base") / "index"
-    first = subprocess.run(
-        [sys.executable, "scripts/build_index.py", "--content", str(FIXTURE_CONTENT), "--index", str(index), "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    first = run_build(FIXTURE_CONTENT, index)
     assert first.returncode == 0, first.stderr
     return index
 
@@ -95,21 +90,6 @@ def test_killed_build_leaves_previous_index_serving(base_index, tmp_path, real_e
     assert "Result: healthy and up to date. Nothing to run." in verify.output
 
     # the next build finishes the job and leaves no debris
-    again = subprocess.run(
-        [
-            sys.executable,
-            "scripts/build_index.py",
-            "--content",
-            str(FIXTURE_CONTENT),
-            "--index",
-            str(index),
-            "--quiet",
-            "--full",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = run_build(FIXTURE_CONTENT, index, "--full")
     assert again.returncode == 0, again.stderr
     assert current_path(index) != live and not list(index.glob(".tmp-*"))
