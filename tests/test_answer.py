@@ -15,6 +15,8 @@ from kb.search.answer import (
     deep_link,
     lexical_coverage,
     mark,
+    one_line,
+    passage,
     sentences,
     verdict_for,
 )
@@ -128,3 +130,14 @@ def test_assess_gives_a_card_only_when_answered_and_takes_the_most_confident_can
     assert cov.verdict == "not_covered" and card is None
     cov, card = assess([], wanted("marks"), [])
     assert cov.verdict == "not_covered" and cov.score == 0 and card is None
+
+
+def test_the_card_reads_as_the_page_does_without_list_bullets():
+    text = "It varies:\n- Before the first night: sleep normally.\n  * Between nights: keep it dark.\n- 3 of 4"
+    assert one_line(text) == "It varies: Before the first night: sleep normally. Between nights: keep it dark. 3 of 4"
+    card = passage(text, wanted("first", "night"))
+    assert not card.startswith("-") and " - " not in card and "Before the first night" in card
+    # the link's text fragment starts with words the page shows (a bullet is a marker there, not text)
+    link = deep_link("nights", "sleep", card, ["night"])
+    assert "%2D" not in link.split(":~:text=")[1]
+    assert one_line("A range: 5 - 10 days.") == "A range: 5 - 10 days."  # a dash inside a line stays

@@ -57,6 +57,13 @@ def test_snippet_window_is_where_the_terms_cluster():
     assert len(snip.replace("<mark>", "").replace("</mark>", "")) <= 120 + 4
 
 
+def test_snippet_drops_list_bullets_and_joins_lines():
+    text = "The year above mostly agrees on this:\n- Before the first night: sleep normally.\n- Between nights: rest."
+    snip = make_snippet(text, ["night"])
+    assert "- " not in snip and "\n" not in snip
+    assert "this: Before the first <mark>night</mark>: sleep normally. Between <mark>nights</mark>" in snip
+
+
 def hit(slug, anchor, score=1.0):
     return Hit(
         f"{slug}#{anchor}", slug, slug.title(), "psa", anchor, anchor, f"/guides/{slug}#{anchor}", "", score, 1, 1, 0.5

@@ -25,6 +25,8 @@ SEMANTIC_WEIGHT = 0.8  # confidence = w * cosine of the best section + (1 - w) *
 MAX_SENTENCES = 3
 MAX_CHARS = 360
 
+# A list item's bullet at the start of a line of a section's plain text: the page shows it as a list marker, not text
+_BULLET = re.compile(r"(?m)^[ \t]*[-*+][ \t]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
@@ -166,10 +168,18 @@ def section_stems(chunk) -> frozenset[str]:
     return _stems(f"{chunk.title}\n{' '.join(chunk.heading_path)}\n{chunk.text}")
 
 
+def one_line(text: str) -> str:
+    """Plain text as the page reads it, on one line: list bullets dropped, whitespace collapsed.
+
+    The card shows it, and its link's text fragment must match the page, where "- " is a list marker.
+    """
+    return " ".join(_BULLET.sub("", text).split())
+
+
 def passage(text: str, wanted: Sequence[Wanted]) -> str:
     """The best passage of a section's text for the query, on one line (see best_passage)."""
     a, b, _ = best_passage(text, wanted)
-    return " ".join(text[a:b].split())
+    return one_line(text[a:b])
 
 
 def mark(text: str, stems: Iterable[str]) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from kb.content.chunking import Chunk
 from kb.engines.keyword_index import analyse, stem
-from kb.search.answer import Answer, Coverage, assess
+from kb.search.answer import Answer, Coverage, assess, one_line
 from kb.search.fuse import WEAK_SEMANTIC
 from kb.search.plan import QueryPlan
 from kb.search.request import SearchRequest
@@ -164,7 +164,7 @@ def make_snippet(text: str, terms: Sequence[str], width: int = 220) -> str:
         out.append(f"<mark>{html.escape(text[a:b])}</mark>")
         pos = b
     out.append(html.escape(text[pos:end]))
-    snippet = "".join(out).replace("\n", " ")
+    snippet = one_line("".join(out))
     return ("… " if start > 0 else "") + snippet + (" …" if end < len(text) else "")
 
 
