@@ -60,6 +60,7 @@ def assert_instructive_503(client, needle: str = BUILD_HINT) -> str:
     page = client.get("/search?q=psa+resit")
     html = page.get_data(as_text=True)
     assert page.status_code == 503 and "Search is not ready" in html and "Traceback" not in html
+    assert 'id="error-search"' not in html  # no search box while search cannot answer
     assert client.get("/healthz").status_code == 503
     assert client.get("/guides/psa-resits").status_code == 200  # reading guides never depends on the index
     assert client.get("/").status_code == 200

@@ -99,6 +99,7 @@ def test_a_guide_whose_edit_breaks_the_checks_says_so_instead_of_404(preview):
     text = page.get_data(as_text=True)
     assert page.status_code == 503 and "This guide can&#39;t be shown right now" in text
     assert "does not pass the site&#39;s checks" in text and "error-details" not in text  # no file paths for readers
+    assert 'id="error-search"' in text  # search still works while one guide is hidden: the page offers it
     api = client.get("/api/guides/psa-exam-format")
     assert (
         api.status_code == 503
