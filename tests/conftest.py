@@ -75,6 +75,31 @@ def fake_embedder():
 
 
 @pytest.fixture
+def analytics_site(content_copy, tmp_path):
+    """make(**config) -> (app, client): a site on the fixture guides (fast fake encoder) with its own SQLite
+    analytics file, `make.db`; keyword arguments add to or override the settings."""
+    embedder = HashEmbedder()
+    index = tmp_path / "index"
+    build_index(content_copy, index, embedder)
+    db = tmp_path / "analytics.sqlite3"
+
+    def make(**overrides):
+        config = {
+            "TESTING": True,
+            "KB_CONTENT_DIR": str(content_copy),
+            "KB_INDEX_DIR": str(index),
+            "KB_RELOAD_INTERVAL": 0,
+            "KB_DATABASE_URL": f"sqlite:///{db}",
+            **overrides,
+        }
+        app = create_app(config, embedder=embedder)
+        return app, app.test_client()
+
+    make.db = db
+    return make
+
+
+@pytest.fixture
 def app(fixture_index, real_embedder):
     return create_app(
         {

@@ -8,8 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from app import create_app
-from kb.index.build import build_index
-from tests.fakes import HashEmbedder
 
 IP = "203.0.113.77"
 FORWARDED = "198.51.100.23"
@@ -17,29 +15,15 @@ AGENT = "UniqueAgent/9.9 (tracking-probe)"
 
 
 @pytest.fixture
-def site(content_copy, tmp_path):
-    """A site on the fixture guides (fast fake encoder) with its own analytics database."""
-    embedder = HashEmbedder()
-    index = tmp_path / "index"
-    build_index(content_copy, index, embedder)
-    db = tmp_path / "analytics.sqlite3"
+def site(analytics_site):
+    """A site with analytics, seen from one reader's address, proxy hop and browser."""
 
     def make(**overrides):
-        config = {
-            "TESTING": True,
-            "KB_CONTENT_DIR": str(content_copy),
-            "KB_INDEX_DIR": str(index),
-            "KB_RELOAD_INTERVAL": 0,
-            "KB_DATABASE_URL": f"sqlite:///{db}",
-            "KB_REPO_URL": "https://github.com/example/guides",
-            **overrides,
-        }
-        app = create_app(config, embedder=embedder)
-        client = app.test_client()
+        app, client = analytics_site(KB_REPO_URL="https://github.com/example/guides", **overrides)
         client.environ_base.update({"REMOTE_ADDR": IP, "HTTP_X_FORWARDED_FOR": FORWARDED, "HTTP_USER_AGENT": AGENT})
         return app, client
 
-    make.db = db
+    make.db = analytics_site.db
     return make
 
 

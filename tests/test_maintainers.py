@@ -9,7 +9,6 @@ import pytest
 
 from app import create_app
 from kb.errors import ConfigError
-from kb.index.build import build_index
 from kb.store import SearchEvent, Store, new_search_id
 from tests.fakes import HashEmbedder
 
@@ -21,26 +20,11 @@ def basic(password: str, user: str = "maintainer") -> dict[str, str]:
 
 
 @pytest.fixture
-def site(content_copy, tmp_path):
-    embedder = HashEmbedder()
-    index = tmp_path / "index"
-    build_index(content_copy, index, embedder)
-    db = tmp_path / "analytics.sqlite3"
-
+def site(analytics_site):
     def make(**overrides):
-        config = {
-            "TESTING": True,
-            "KB_CONTENT_DIR": str(content_copy),
-            "KB_INDEX_DIR": str(index),
-            "KB_RELOAD_INTERVAL": 0,
-            "KB_DATABASE_URL": f"sqlite:///{db}",
-            "KB_MAINTAINER_TOKEN": TOKEN,
-            **overrides,
-        }
-        app = create_app(config, embedder=embedder)
-        return app, app.test_client()
+        return analytics_site(**{"KB_MAINTAINER_TOKEN": TOKEN, **overrides})
 
-    make.db = db
+    make.db = analytics_site.db
     return make
 
 
