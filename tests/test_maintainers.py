@@ -89,7 +89,7 @@ def test_the_page_ranks_unanswered_questions_by_demand_with_the_closest_guide_an
     resp = c.get("/maintainers/report", headers=basic(TOKEN))
     assert resp.status_code == 200
     page = resp.get_data(as_text=True)
-    unanswered = page.split('id="unanswered"')[1].split("</section>")[0]
+    unanswered = page.split('id="report-unanswered"')[1].split("</section>")[0]
     questions = re.findall(r'<h3 class="gap-question">([^<]+)</h3>', unanswered)
     assert questions == ["night shift survival f1", "usmle step 1 passing score", "council tax for students"]
     first = unanswered.split('<li class="gap">')[1]
@@ -99,7 +99,7 @@ def test_the_page_ranks_unanswered_questions_by_demand_with_the_closest_guide_an
     assert "python scripts/new_guide.py &#39;Night shift survival f1&#39; --category " in first
     assert "how long is the psa" not in unanswered
     # the same lists the command prints
-    top = page.split('id="top"')[1].split("</section>")[0]
+    top = page.split('id="report-top"')[1].split("</section>")[0]
     assert top.index("how long is the psa") < top.index("night shift survival f1")
 
 

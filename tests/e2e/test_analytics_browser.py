@@ -144,7 +144,8 @@ def test_maintainers_report_page_in_the_browser(browser, fixture_index, real_emb
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": auth}})
         try:
             load(browser, base + "/maintainers/report")
-            questions = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#unanswered ~ ol .gap-question")]
+            found = browser.find_elements(By.CSS_SELECTOR, "#report-unanswered ~ ol .gap-question")
+            questions = [h.text for h in found]
             assert questions == ["night shift survival f1", "usmle step 1 passing score"]
             link = browser.find_element(By.CSS_SELECTOR, ".gap a")
             assert urlsplit(link.get_attribute("href")).path.startswith("/guides/")
