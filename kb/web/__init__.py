@@ -12,7 +12,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from kb.errors import KBError
+from kb.errors import KBError, QueryError
 from kb.service import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,16 @@ def error_response(status: int, message: str, title: str | None = None, details:
         return jsonify({"ok": False, "error": message, "status": status, **extra}), status
     page = render_template("error.html", status=status, message=message, title=title, details=details, **extra)
     return page, status
+
+
+def whole_number(raw: str, param: str, low: int, high: int, what: str = "") -> int:
+    """A query parameter that must be a whole number from `low` to `high`; a QueryError naming it otherwise."""
+    # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
+    if not (raw.isdecimal() and len(raw) <= len(str(high)) and low <= int(raw) <= high):
+        raise QueryError(
+            f"parameter '{param}' must be a whole number from {low} to {high}{what}, got '{raw[:20]}'", param
+        )
+    return int(raw)
 
 
 class SafeJSONProvider(DefaultJSONProvider):

@@ -25,7 +25,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from kb.errors import KBError, NotFoundError, QueryError, StoreError
 from kb.store import SEARCH_ID, ClickEvent, Recorder, SearchEvent, Store, database_url, new_search_id, redact_url
-from kb.web import bp, error_response, kb
+from kb.web import bp, error_response, kb, whole_number
 
 if TYPE_CHECKING:
     from kb.search.present import SearchResponse
@@ -255,14 +255,7 @@ def api_click():
     search_id = request.args.get("s", "")
     slug = request.args.get("g", "")
     raw_rank = request.args.get("r", "")
-    rank = None
-    if raw_rank:
-        # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts
-        if not (raw_rank.isdecimal() and len(raw_rank) <= 4 and 1 <= int(raw_rank) <= 1000):
-            raise QueryError(
-                f"parameter 'r' must be a whole number from 1 to 1000 (a result's rank), got '{raw_rank[:20]}'", "r"
-            )
-        rank = int(raw_rank)
+    rank = whole_number(raw_rank, "r", 1, 1000, " (a result's rank)") if raw_rank else None
     if SEARCH_ID.match(search_id) and slug in kb().library.snapshot().by_slug:
         query = (request.args.get("q") or "")[:300] or None
         try:

@@ -12,8 +12,8 @@ import hmac
 
 from flask import current_app, render_template, request
 
-from kb.errors import KBError, NotFoundError, QueryError, StoreError
-from kb.web import bp, error_response, kb
+from kb.errors import KBError, NotFoundError, StoreError
+from kb.web import bp, error_response, kb, whole_number
 from kb.web.analytics import RateLimited, RateLimiter, analytics
 
 REALM = "The Year Above maintainers"
@@ -36,13 +36,6 @@ class ReportUnavailable(StoreError):
     title = "The report can't be shown right now"
 
 
-def _limiter() -> RateLimiter:
-    ext = current_app.extensions
-    if "kb_maintainer_logins" not in ext:
-        ext["kb_maintainer_logins"] = RateLimiter(FAILED_LOGINS, FAILED_WINDOW)
-    return ext["kb_maintainer_logins"]
-
-
 def _check_password(token: str) -> None:
     """Raise NeedsLogin unless the request carries the token as its Basic password; RateLimited after repeats."""
     auth = request.authorization
@@ -50,17 +43,10 @@ def _check_password(token: str) -> None:
     if given and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
         return
     if given:  # only wrong passwords count: the browser's first, credential-less request is not an attempt
-        wait = _limiter().hit(request.remote_addr or "")
+        wait = current_app.extensions["kb_maintainer_logins"].hit(request.remote_addr or "")
         if wait:
             raise RateLimited(f"too many wrong passwords; try again in {wait} seconds", wait)
     raise NeedsLogin("this page is for the site's maintainers: sign in with the maintainers' password")
-
-
-def _days() -> int:
-    raw = request.args.get("days", str(DEFAULT_DAYS))
-    if not (raw.isdecimal() and len(raw) <= 4 and 1 <= int(raw) <= 3650):
-        raise QueryError(f"parameter 'days' must be a whole number from 1 to 3650, got '{raw[:20]}'", "days")
-    return int(raw)
 
 
 @bp.get("/maintainers/report")
@@ -70,7 +56,7 @@ def maintainers_report():
     if not token:
         raise NotFoundError("there is no page at this address")
     _check_password(token)
-    days = _days()
+    days = whole_number(request.args.get("days", str(DEFAULT_DAYS)), "days", 1, 3650)
     store = analytics().store
     try:
         report = kb().search_report(store, days=days, limit=ROWS)
@@ -82,6 +68,8 @@ def maintainers_report():
 
 
 def init_app(app) -> None:
+    app.extensions["kb_maintainer_logins"] = RateLimiter(FAILED_LOGINS, FAILED_WINDOW)
+
     @app.errorhandler(NeedsLogin)
     def _needs_login(exc: NeedsLogin):
         resp = app.make_response(error_response(exc.status, exc.message, exc.title))
